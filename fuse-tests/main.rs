@@ -1,0 +1,5 @@
+//! The integration tests: every test here mounts for real (FUSE and kernel overlayfs).
+
+mod common;
+mod overlay;
+mod store;

@@ -1,0 +1,28 @@
+//! layerfs: mount container image root filesystems without root.
+//!
+//! Architecture (one direction of dependency, top to bottom):
+//!
+//! ```text
+//!   cli/        argument parsing and printing; the only place that talks to the user
+//!    |  \
+//!    |   store/  the image store: describes mounts (a MountPlan), never performs them
+//!    |     |
+//!   mount/      MountPlan + mount options -> a running FUSE session (daemon, signals)
+//!    |
+//!   fuse.rs     thin adapter: fuser::Filesystem over overlay::OverlayFs
+//!    |
+//!   overlay/    the union filesystem semantics, free of fuser types
+//!    |
+//!   sys.rs      the thin unsafe libc layer (xattrs, mknod, renameat2, ...)
+//! ```
+//!
+//! The one value that crosses from the store to the filesystem is a [`mount::MountPlan`]:
+//! lower dirs (top first), upper, work.
+
+pub mod cli;
+pub mod digest;
+pub mod fuse;
+pub mod mount;
+pub mod overlay;
+pub mod store;
+pub mod sys;
