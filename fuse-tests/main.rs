@@ -2,4 +2,5 @@
 
 mod common;
 mod overlay;
+mod podman;
 mod store;

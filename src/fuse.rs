@@ -1,1 +1,787 @@
-//! (being written)
+//! The thin FUSE adapter: `impl fuser::Filesystem` over [`OverlayFs`]. Each method
+//! converts arguments, calls the overlay, and replies. The one piece of state kept here
+//! is FUSE passthrough bookkeeping (one backing file per inode while it is open).
+
+use crate::overlay::fileops::SetAttr;
+use crate::overlay::{Attr, Ctx, OverlayFs};
+use crate::sys;
+use dashmap::DashMap;
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One passthrough backing file shared by every open of an inode.
+struct Backing {
+    id: fuser::BackingId,
+    upper: bool,
+    opens: usize,
+}
+
+/// The FUSE face of an overlay.
+pub struct LayerFs {
+    fs: Arc<OverlayFs>,
+    ttl: Duration,
+    want_passthrough: bool,
+    passthrough: AtomicBool,
+    backings: DashMap<u64, Backing>,
+    /// fh -> ino for handles that hold a reference on a backing.
+    fh_backing: DashMap<u64, u64>,
+    /// Set once the session exists: for telling the kernel to drop stale names.
+    notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+}
+
+impl LayerFs {
+    pub fn new(
+        fs: Arc<OverlayFs>,
+        timeout: f64,
+        passthrough: bool,
+        notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+    ) -> LayerFs {
+        LayerFs {
+            notifier,
+            fs,
+            ttl: Duration::from_secs_f64(timeout),
+            want_passthrough: passthrough,
+            passthrough: AtomicBool::new(false),
+            backings: DashMap::new(),
+            fh_backing: DashMap::new(),
+        }
+    }
+
+    fn attr(&self, a: &Attr) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(a.ino),
+            size: a.size,
+            blocks: a.blocks,
+            atime: to_time(a.atime),
+            mtime: to_time(a.mtime),
+            ctime: to_time(a.ctime),
+            crtime: UNIX_EPOCH,
+            kind: kind_of(a.mode),
+            perm: (a.mode & 0o7777) as u16,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            rdev: a.rdev as u32,
+            blksize: a.blksize,
+            flags: 0,
+        }
+    }
+
+    /// Reply to an open: passthrough when allowed and consistent with other opens of
+    /// the inode, else through the daemon.
+    fn reply_open(&self, ino: u64, fh: u64, upper: bool, reply: ReplyOpen) {
+        if self.passthrough.load(Ordering::Relaxed) {
+            match self.attach_backing(ino, fh, upper, |f| reply.open_backing(f)) {
+                Ok(true) => {
+                    // We hold a reference: the backing cannot go away under us.
+                    if let Some(b) = self.backings.get(&ino) {
+                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b.id);
+                        return;
+                    }
+                    reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+                }
+                Ok(false) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                Err(_) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            }
+        } else {
+            reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+        }
+    }
+
+    /// Take a reference on the inode's backing file, creating it if needed. `Ok(false)`:
+    /// the inode's backing is the other copy (a reader still on the lower file after a
+    /// copy-up), so this open must not use passthrough.
+    fn attach_backing(
+        &self,
+        ino: u64,
+        fh: u64,
+        upper: bool,
+        open_backing: impl FnOnce(&std::fs::File) -> io::Result<fuser::BackingId>,
+    ) -> io::Result<bool> {
+        let mut entry = match self.backings.entry(ino) {
+            dashmap::Entry::Occupied(o) => o,
+            dashmap::Entry::Vacant(v) => {
+                let (file, file_upper) = self
+                    .fs
+                    .backing_file(ino)
+                    .map_err(io::Error::from_raw_os_error)?;
+                if file_upper != upper {
+                    return Ok(false);
+                }
+                match open_backing(&file) {
+                    Ok(id) => {
+                        v.insert(Backing {
+                            id,
+                            upper,
+                            opens: 1,
+                        });
+                        self.fh_backing.insert(fh, ino);
+                        return Ok(true);
+                    }
+                    Err(e) => {
+                        log::info!("FUSE passthrough refused ({e}); serving reads ourselves");
+                        self.passthrough.store(false, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let b = entry.get_mut();
+        if b.upper != upper {
+            return Ok(false);
+        }
+        b.opens += 1;
+        self.fh_backing.insert(fh, ino);
+        Ok(true)
+    }
+
+    fn detach_backing(&self, fh: u64) {
+        if let Some((_, ino)) = self.fh_backing.remove(&fh) {
+            self.backings.remove_if_mut(&ino, |_, b| {
+                b.opens -= 1;
+                b.opens == 0
+            });
+        }
+    }
+
+    /// Tell the kernel what a request changed as a side effect, before it is answered.
+    /// Attribute invalidations (negative offset: no page-cache work, no inode lock) go
+    /// out at once, so the caller's next stat sees them; dentry invalidations need the
+    /// directory locks the kernel may hold until this request is answered, so another
+    /// thread sends them.
+    fn flush_invalidations(&self) {
+        let names = self.fs.take_invalidations();
+        let inodes = self.fs.take_inode_invalidations();
+        if names.is_empty() && inodes.is_empty() {
+            return;
+        }
+        let Some(n) = self.notifier.get().cloned() else {
+            return;
+        };
+        for ino in inodes {
+            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+                log::debug!("inval_inode {ino:#x}: {e}");
+            }
+        }
+        if !names.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("inval".into())
+                .spawn(move || {
+                    for (parent, name) in names {
+                        if let Err(e) = n.inval_entry(INodeNo(parent), &name) {
+                            log::debug!("inval_entry {name:?}: {e}");
+                        }
+                    }
+                });
+        }
+    }
+
+    fn ctx(req: &Request, umask: u32) -> Ctx {
+        Ctx {
+            uid: req.uid(),
+            gid: req.gid(),
+            umask,
+        }
+    }
+
+    fn reply_entry(&self, r: Result<Attr, i32>, reply: ReplyEntry) {
+        match r {
+            Ok(a) => reply.entry(&self.ttl, &self.attr(&a), Generation(0)),
+            Err(e) => reply.error(Errno::from_i32(e)),
+        }
+    }
+}
+
+fn to_time((s, ns): (i64, i64)) -> SystemTime {
+    if s >= 0 {
+        UNIX_EPOCH + Duration::new(s as u64, ns as u32)
+    } else {
+        UNIX_EPOCH - Duration::new((-s) as u64, 0) + Duration::new(0, ns as u32)
+    }
+}
+
+fn kind_of(mode: u32) -> FileType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFSOCK => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn dtype_kind(d: u8) -> FileType {
+    match d {
+        libc::DT_DIR => FileType::Directory,
+        libc::DT_LNK => FileType::Symlink,
+        libc::DT_CHR => FileType::CharDevice,
+        libc::DT_BLK => FileType::BlockDevice,
+        libc::DT_FIFO => FileType::NamedPipe,
+        libc::DT_SOCK => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn time_arg(t: Option<TimeOrNow>) -> Option<sys::Time> {
+    t.map(|t| match t {
+        TimeOrNow::Now => sys::Time::Now,
+        TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
+            Ok(d) => sys::Time::At(d.as_secs() as i64, d.subsec_nanos() as i64),
+            Err(e) => {
+                let d = e.duration();
+                let mut s = -(d.as_secs() as i64);
+                let mut ns = -(d.subsec_nanos() as i64);
+                if ns < 0 {
+                    s -= 1;
+                    ns += 1_000_000_000;
+                }
+                sys::Time::At(s, ns)
+            }
+        },
+    })
+}
+
+fn err(e: i32) -> Errno {
+    Errno::from_i32(e)
+}
+
+/// getxattr/listxattr replies: size 0 asks for the length; a short buffer is ERANGE.
+fn reply_xattr(r: Result<Vec<u8>, i32>, size: u32, reply: ReplyXattr) {
+    match r {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(err(e)),
+    }
+}
+
+impl Filesystem for LayerFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.add_capabilities(
+            InitFlags::FUSE_DO_READDIRPLUS
+                | InitFlags::FUSE_READDIRPLUS_AUTO
+                | InitFlags::FUSE_PARALLEL_DIROPS
+                | InitFlags::FUSE_CACHE_SYMLINKS
+                | InitFlags::FUSE_HANDLE_KILLPRIV_V2
+                // open(O_TRUNC) arrives as one OPEN, so a lower file is copied up empty.
+                | InitFlags::FUSE_ATOMIC_O_TRUNC,
+        );
+        if self.want_passthrough
+            && sys::geteuid() == 0
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.reply_entry(self.fs.lookup(parent.0, name), reply);
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
+            Ok(a) => reply.attr(&self.ttl, &self.attr(&a)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let a = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: time_arg(atime),
+            mtime: time_arg(mtime),
+        };
+        let r = self
+            .fs
+            .setattr(&Self::ctx(req, 0), ino.0, fh.map(|f| f.0), a);
+        self.flush_invalidations();
+        match r {
+            Ok(a) => reply.attr(&self.ttl, &self.attr(&a)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(t) => reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self.fs.create_entry(
+            &Self::ctx(req, umask),
+            parent.0,
+            name,
+            crate::overlay::dirops::NewKind::Node {
+                mode,
+                rdev: rdev as u64,
+            },
+        );
+        self.flush_invalidations();
+        self.reply_entry(r.map(|(a, _)| a), reply);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self.fs.create_entry(
+            &Self::ctx(req, umask),
+            parent.0,
+            name,
+            crate::overlay::dirops::NewKind::Dir { mode },
+        );
+        self.flush_invalidations();
+        self.reply_entry(r.map(|(a, _)| a), reply);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = self.fs.unlink(parent.0, name);
+        self.flush_invalidations();
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = self.fs.rmdir(parent.0, name);
+        self.flush_invalidations();
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let r = self.fs.create_entry(
+            &Self::ctx(req, 0),
+            parent.0,
+            link_name,
+            crate::overlay::dirops::NewKind::Symlink {
+                target: target.as_os_str(),
+            },
+        );
+        self.flush_invalidations();
+        self.reply_entry(r.map(|(a, _)| a), reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let r = self
+            .fs
+            .rename(parent.0, name, newparent.0, newname, flags.bits());
+        self.flush_invalidations();
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let r = self.fs.link(ino.0, newparent.0, newname);
+        self.flush_invalidations();
+        self.reply_entry(r, reply);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
+        let pinned_lower = self.backings.get(&ino.0).is_some_and(|b| !b.upper);
+        if pinned_lower && (write || self.fs.is_upper(ino.0)) {
+            // Passthrough readers pin this inode to the lower file; the kernel allows one
+            // backing file per inode. The copy becomes a new inode and ESTALE makes the
+            // kernel look the name up again and open that one.
+            let r = self.fs.copy_up_as_new_inode(ino.0);
+            self.flush_invalidations();
+            match r {
+                Ok(()) => reply.error(Errno::ESTALE),
+                Err(e) => reply.error(err(e)),
+            }
+            return;
+        }
+        let r = self.fs.open(ino.0, flags.0);
+        self.flush_invalidations();
+        match r {
+            Ok(o) => self.reply_open(ino.0, o.fh, o.upper, reply),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(fh.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    // No `flush`: fuser answers ENOSYS and the kernel stops sending FLUSH (one round trip
+    // less per close); layerfs keeps no dirty state that a close would need to push out.
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.detach_backing(fh.0);
+        self.fs.release(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fsync(fh.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            // The kernel may cache listings: every change goes through us, and it drops
+            // a directory's cache when one of our replies changes that directory.
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let entries = match self.fs.readdir(fh.0, offset, offset == 0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(err(e)),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), (i + 1) as u64, dtype_kind(e.dtype), &e.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = match self.fs.readdir(fh.0, offset, offset == 0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(err(e)),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            let dots = e.name == "." || e.name == "..";
+            let a = if dots {
+                self.fs.getattr(e.ino, None)
+            } else {
+                self.fs.lookup_listed(ino.0, &e.name, e.layer)
+            };
+            let Ok(a) = a else {
+                continue; // vanished since the snapshot
+            };
+            let full = reply.add(
+                INodeNo(a.ino),
+                (i + 1) as u64,
+                &e.name,
+                &self.ttl,
+                &self.attr(&a),
+                Generation(0),
+            );
+            if full {
+                if !dots {
+                    self.fs.forget(a.ino, 1);
+                }
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                s.f_namemax as u32,
+                s.f_frsize as u32,
+            ),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.fs.setxattr(ino.0, name, value, flags);
+        self.flush_invalidations();
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        reply_xattr(self.fs.getxattr(ino.0, name), size, reply);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(self.fs.listxattr(ino.0), size, reply);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = self.fs.removexattr(ino.0, name);
+        self.flush_invalidations();
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // default_permissions: the kernel checks modes itself.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = self
+            .fs
+            .create(&Self::ctx(req, umask), parent.0, name, mode, flags);
+        self.flush_invalidations();
+        match r {
+            Ok((a, o)) => {
+                let attr = self.attr(&a);
+                if self.passthrough.load(Ordering::Relaxed) {
+                    let r = self.attach_backing(a.ino, o.fh, true, |f| reply.open_backing(f));
+                    if let Ok(true) = r
+                        && let Some(b) = self.backings.get(&a.ino)
+                    {
+                        reply.created_passthrough(
+                            &self.ttl,
+                            &attr,
+                            Generation(0),
+                            FileHandle(o.fh),
+                            FopenFlags::empty(),
+                            &b.id,
+                        );
+                        return;
+                    }
+                    self.detach_backing(o.fh);
+                    let direct = if matches!(r, Ok(false)) {
+                        FopenFlags::FOPEN_DIRECT_IO
+                    } else {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    };
+                    reply.created(&self.ttl, &attr, Generation(0), FileHandle(o.fh), direct);
+                    return;
+                }
+                reply.created(
+                    &self.ttl,
+                    &attr,
+                    Generation(0),
+                    FileHandle(o.fh),
+                    FopenFlags::FOPEN_KEEP_CACHE,
+                );
+            }
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fallocate(fh.0, mode, offset, length) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        match self.fs.lseek(fh.0, offset, whence) {
+            Ok(o) => reply.offset(o),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+}

@@ -1,1 +1,673 @@
-//! (being written)
+//! The thin unsafe libc layer: `*at` calls relative to a directory fd, xattrs, mknod,
+//! renameat2, FICLONE / copy_file_range. Every function returns `io::Result` and nothing
+//! here knows about layers, FUSE or images.
+//!
+//! Paths passed as `rel` are relative to `dir` (a layer root fd); the empty path means
+//! the directory itself. Working through fds opened before the mount keeps layerfs safe
+//! when the mountpoint sits on top of one of its own layers.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+/// A `struct stat` as the kernel returned it.
+pub type Stat = libc::stat;
+
+/// `-1` return value -> last OS error.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_ssize(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// The errno of an I/O error (EIO when it carries none).
+pub fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// A C string for a relative path; the empty path becomes ".".
+pub fn cpath(rel: &Path) -> io::Result<CString> {
+    let bytes = rel.as_os_str().as_bytes();
+    let bytes = if bytes.is_empty() {
+        b"." as &[u8]
+    } else {
+        bytes
+    };
+    CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// A C string for a name or absolute path.
+pub fn cstr(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Open a directory by absolute or cwd-relative path (used for layer roots).
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(path.as_os_str())?;
+    let fd = check(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstatat(dir, rel, AT_SYMLINK_NOFOLLOW)`; the empty path stats `dir` itself.
+pub fn lstat_at(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Stat> {
+    let mut st: Stat = unsafe { std::mem::zeroed() };
+    if rel.as_os_str().is_empty() {
+        check(unsafe { libc::fstat(dir.as_raw_fd(), &mut st) })?;
+    } else {
+        let c = cpath(rel)?;
+        check(unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
+    }
+    Ok(st)
+}
+
+/// `fstat(fd)`.
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    let mut st: Stat = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+/// `openat(dir, rel, flags | O_CLOEXEC, mode)`.
+pub fn open_at(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let c = cpath(rel)?;
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn mkdir_at(dir: BorrowedFd<'_>, rel: &Path, mode: u32) -> io::Result<()> {
+    let c = cpath(rel)?;
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) })?;
+    Ok(())
+}
+
+pub fn mknod_at(dir: BorrowedFd<'_>, rel: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+    let c = cpath(rel)?;
+    check(unsafe {
+        libc::mknodat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            mode as libc::mode_t,
+            rdev as libc::dev_t,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn symlink_at(target: &OsStr, dir: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
+    let t = cstr(target)?;
+    let c = cpath(rel)?;
+    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })?;
+    Ok(())
+}
+
+pub fn link_at(
+    olddir: BorrowedFd<'_>,
+    old: &Path,
+    newdir: BorrowedFd<'_>,
+    new: &Path,
+) -> io::Result<()> {
+    let o = cpath(old)?;
+    let n = cpath(new)?;
+    check(unsafe {
+        libc::linkat(
+            olddir.as_raw_fd(),
+            o.as_ptr(),
+            newdir.as_raw_fd(),
+            n.as_ptr(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// `unlinkat`; `dir_flag` removes a directory (AT_REMOVEDIR).
+pub fn unlink_at(dir: BorrowedFd<'_>, rel: &Path, dir_flag: bool) -> io::Result<()> {
+    let c = cpath(rel)?;
+    let flags = if dir_flag { libc::AT_REMOVEDIR } else { 0 };
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) })?;
+    Ok(())
+}
+
+pub const RENAME_NOREPLACE: u32 = libc::RENAME_NOREPLACE;
+pub const RENAME_EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+pub const RENAME_WHITEOUT: u32 = libc::RENAME_WHITEOUT;
+
+pub fn rename_at(
+    olddir: BorrowedFd<'_>,
+    old: &Path,
+    newdir: BorrowedFd<'_>,
+    new: &Path,
+    flags: u32,
+) -> io::Result<()> {
+    let o = cpath(old)?;
+    let n = cpath(new)?;
+    check(unsafe {
+        libc::renameat2(
+            olddir.as_raw_fd(),
+            o.as_ptr(),
+            newdir.as_raw_fd(),
+            n.as_ptr(),
+            flags as libc::c_uint,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn readlink_at(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<OsString> {
+    let c = cpath(rel)?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    let n = check_ssize(unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    })?;
+    buf.truncate(n);
+    Ok(OsString::from_vec(buf))
+}
+
+/// `fchownat(.., AT_SYMLINK_NOFOLLOW)`; `u32::MAX` leaves an id unchanged.
+pub fn chown_at(dir: BorrowedFd<'_>, rel: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let c = cpath(rel)?;
+    let flags = if rel.as_os_str().is_empty() {
+        libc::AT_EMPTY_PATH
+    } else {
+        libc::AT_SYMLINK_NOFOLLOW
+    };
+    let c = if rel.as_os_str().is_empty() {
+        CString::default()
+    } else {
+        c
+    };
+    check(unsafe { libc::fchownat(dir.as_raw_fd(), c.as_ptr(), uid, gid, flags) })?;
+    Ok(())
+}
+
+/// `fchmodat` (symlinks have no mode of their own: callers skip them).
+pub fn chmod_at(dir: BorrowedFd<'_>, rel: &Path, mode: u32) -> io::Result<()> {
+    let c = cpath(rel)?;
+    check(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) })?;
+    Ok(())
+}
+
+pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
+    Ok(())
+}
+
+pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })?;
+    Ok(())
+}
+
+/// A timestamp for [`utimens_at`]: keep, now, or a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Time {
+    Omit,
+    Now,
+    At(i64, i64),
+}
+
+fn timespec(t: Time) -> libc::timespec {
+    match t {
+        Time::Omit => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Time::Now => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Time::At(s, ns) => libc::timespec {
+            tv_sec: s,
+            tv_nsec: ns,
+        },
+    }
+}
+
+/// `utimensat(.., AT_SYMLINK_NOFOLLOW)` (symlinks included).
+pub fn utimens_at(dir: BorrowedFd<'_>, rel: &Path, atime: Time, mtime: Time) -> io::Result<()> {
+    let times = [timespec(atime), timespec(mtime)];
+    if rel.as_os_str().is_empty() {
+        check(unsafe { libc::futimens(dir.as_raw_fd(), times.as_ptr()) })?;
+        return Ok(());
+    }
+    let c = cpath(rel)?;
+    check(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn futimens(fd: BorrowedFd<'_>, atime: Time, mtime: Time) -> io::Result<()> {
+    let times = [timespec(atime), timespec(mtime)];
+    check(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })?;
+    Ok(())
+}
+
+pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> io::Result<()> {
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) })?;
+    Ok(())
+}
+
+/// The path through which path-based xattr calls reach `rel` under `dir` without
+/// going through the mount: `/proc/self/fd/N/rel`.
+fn xattr_path(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<CString> {
+    let mut p = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
+    if !rel.as_os_str().is_empty() {
+        p.push(b'/');
+        p.extend_from_slice(rel.as_os_str().as_bytes());
+    }
+    CString::new(p).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `getxattrat(2)`/`listxattrat(2)` (Linux 6.13+): xattrs by dir fd + relative path
+/// without a walk through /proc. Falls back to `/proc/self/fd/N/rel` when missing.
+static XATTRAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const SYS_GETXATTRAT: libc::c_long = 464;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const SYS_LISTXATTRAT: libc::c_long = 465;
+
+/// The answer of a *xattrat syscall; `None` (and never again) when the kernel lacks it.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn xattrat_result(r: libc::c_long) -> Option<io::Result<usize>> {
+    if r >= 0 {
+        return Some(Ok(r as usize));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOSYS) {
+        XATTRAT.store(false, std::sync::atomic::Ordering::Relaxed);
+        return None;
+    }
+    Some(Err(e))
+}
+
+/// `Some(result)` when the *at syscall answered, `None` when it is not available.
+fn getxattrat(
+    dir: BorrowedFd<'_>,
+    rel: &CString,
+    name: &CString,
+    buf: &mut [u8],
+) -> Option<io::Result<usize>> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        if !XATTRAT.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let mut args = XattrArgs {
+            value: buf.as_mut_ptr() as u64,
+            size: buf.len() as u32,
+            flags: 0,
+        };
+        let r = unsafe {
+            libc::syscall(
+                SYS_GETXATTRAT,
+                dir.as_raw_fd(),
+                rel.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+                name.as_ptr(),
+                &mut args as *mut XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
+            )
+        };
+        xattrat_result(r)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = (dir, rel, name, buf);
+        None
+    }
+}
+
+fn listxattrat(dir: BorrowedFd<'_>, rel: &CString, buf: &mut [u8]) -> Option<io::Result<usize>> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        if !XATTRAT.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let r = unsafe {
+            libc::syscall(
+                SYS_LISTXATTRAT,
+                dir.as_raw_fd(),
+                rel.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        xattrat_result(r)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = (dir, rel, buf);
+        None
+    }
+}
+
+/// Read an xattr of `rel` (no symlink following). `Ok(None)` when absent (ENODATA).
+pub fn get_xattr_at(dir: BorrowedFd<'_>, rel: &Path, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    let n = cstr(name)?;
+    if rel.as_os_str().is_empty() {
+        return fget_xattr(dir, name);
+    }
+    let p = xattr_path(dir, rel)?;
+    let crel = cpath(rel)?;
+    read_growing(256, |buf| {
+        if let Some(r) = getxattrat(dir, &crel, &n, buf) {
+            return r;
+        }
+        check_ssize(unsafe {
+            libc::lgetxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        })
+    })
+}
+
+/// Call `f` with a buffer that grows on ERANGE (up to 16 MiB); ENODATA is `Ok(None)`.
+fn read_growing(
+    initial: usize,
+    mut f: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; initial];
+    loop {
+        match f(&mut buf) {
+            Ok(len) => {
+                buf.truncate(len);
+                return Ok(Some(buf));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 24 => {
+                let n = buf.len() * 16;
+                buf.resize(n, 0);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Set an xattr of `rel` (no symlink following); `flags` are XATTR_CREATE/REPLACE.
+pub fn set_xattr_at(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    name: &OsStr,
+    value: &[u8],
+    flags: i32,
+) -> io::Result<()> {
+    let n = cstr(name)?;
+    let v = value.as_ptr() as *const libc::c_void;
+    if rel.as_os_str().is_empty() {
+        check(unsafe { libc::fsetxattr(dir.as_raw_fd(), n.as_ptr(), v, value.len(), flags) })?;
+    } else {
+        let p = xattr_path(dir, rel)?;
+        check(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), v, value.len(), flags) })?;
+    }
+    Ok(())
+}
+
+pub fn remove_xattr_at(dir: BorrowedFd<'_>, rel: &Path, name: &OsStr) -> io::Result<()> {
+    let n = cstr(name)?;
+    if rel.as_os_str().is_empty() {
+        check(unsafe { libc::fremovexattr(dir.as_raw_fd(), n.as_ptr()) })?;
+    } else {
+        let p = xattr_path(dir, rel)?;
+        check(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) })?;
+    }
+    Ok(())
+}
+
+/// List xattr names of `rel` (no symlink following).
+pub fn list_xattr_at(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Vec<OsString>> {
+    let root = rel.as_os_str().is_empty();
+    let p = xattr_path(dir, rel)?;
+    let crel = cpath(rel)?;
+    let list = read_growing(1024, |buf| {
+        if root {
+            return check_ssize(unsafe {
+                libc::flistxattr(
+                    dir.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_char,
+                    buf.len(),
+                )
+            });
+        }
+        if let Some(r) = listxattrat(dir, &crel, buf) {
+            return r;
+        }
+        check_ssize(unsafe {
+            libc::llistxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len())
+        })
+    })?
+    .unwrap_or_default();
+    Ok(list
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| OsString::from_vec(s.to_vec()))
+        .collect())
+}
+
+/// Read an xattr through an open fd. `Ok(None)` when absent.
+pub fn fget_xattr(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    let n = cstr(name)?;
+    read_growing(256, |buf| {
+        check_ssize(unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                n.as_ptr(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        })
+    })
+}
+
+pub fn fset_xattr(fd: BorrowedFd<'_>, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+    let n = cstr(name)?;
+    check(unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr() as *const libc::c_void,
+            value.len(),
+            flags,
+        )
+    })?;
+    Ok(())
+}
+
+/// Clone `src` into `dst` with FICLONE (whole file, shares extents).
+pub fn ficlone(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> io::Result<()> {
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    check(unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, src.as_raw_fd()) })?;
+    Ok(())
+}
+
+/// One `copy_file_range` call at explicit offsets; returns bytes copied (0 at EOF).
+pub fn copy_file_range(
+    src: BorrowedFd<'_>,
+    src_off: u64,
+    dst: BorrowedFd<'_>,
+    dst_off: u64,
+    len: usize,
+) -> io::Result<usize> {
+    let mut so = src_off as libc::loff_t;
+    let mut d = dst_off as libc::loff_t;
+    check_ssize(unsafe {
+        libc::copy_file_range(src.as_raw_fd(), &mut so, dst.as_raw_fd(), &mut d, len, 0)
+    } as libc::ssize_t)
+}
+
+/// `lseek(fd, off, SEEK_DATA/SEEK_HOLE)`; `Ok(None)` on ENXIO (no more data).
+pub fn seek_data_hole(fd: BorrowedFd<'_>, off: u64, data: bool) -> io::Result<Option<u64>> {
+    let whence = if data {
+        libc::SEEK_DATA
+    } else {
+        libc::SEEK_HOLE
+    };
+    let r = unsafe { libc::lseek(fd.as_raw_fd(), off as libc::off_t, whence) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(r as u64))
+}
+
+pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    check_ssize(unsafe {
+        libc::pread(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            off as libc::off_t,
+        )
+    })
+}
+
+pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], off: u64) -> io::Result<usize> {
+    check_ssize(unsafe {
+        libc::pwrite(
+            fd.as_raw_fd(),
+            buf.as_ptr() as *const libc::c_void,
+            buf.len(),
+            off as libc::off_t,
+        )
+    })
+}
+
+pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> io::Result<()> {
+    check(unsafe {
+        if datasync {
+            libc::fdatasync(fd.as_raw_fd())
+        } else {
+            libc::fsync(fd.as_raw_fd())
+        }
+    })?;
+    Ok(())
+}
+
+pub fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, off: u64, len: u64) -> io::Result<()> {
+    check(unsafe {
+        libc::fallocate(fd.as_raw_fd(), mode, off as libc::off_t, len as libc::off_t)
+    })?;
+    Ok(())
+}
+
+/// Read all entries of an open directory fd: (name, d_type, d_ino), without "." and "..".
+pub fn read_dir_fd(fd: OwnedFd) -> io::Result<Vec<(OsString, u8, u64)>> {
+    let raw = fd.as_raw_fd();
+    let dirp = unsafe { libc::fdopendir(raw) };
+    if dirp.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // fdopendir took ownership of the fd.
+    std::mem::forget(fd);
+    let mut out = Vec::new();
+    loop {
+        unsafe { *libc::__errno_location() = 0 };
+        let ent = unsafe { libc::readdir64(dirp) };
+        if ent.is_null() {
+            let err = unsafe { *libc::__errno_location() };
+            unsafe { libc::closedir(dirp) };
+            if err != 0 {
+                return Err(io::Error::from_raw_os_error(err));
+            }
+            return Ok(out);
+        }
+        let ent = unsafe { &*ent };
+        let name = unsafe { std::ffi::CStr::from_ptr(ent.d_name.as_ptr()) };
+        let b = name.to_bytes();
+        if b == b"." || b == b".." {
+            continue;
+        }
+        out.push((OsStr::from_bytes(b).to_os_string(), ent.d_type, ent.d_ino));
+    }
+}
+
+/// Effective uid of this process.
+pub fn geteuid() -> u32 {
+    unsafe { libc::geteuid() }
+}
+
+pub fn getegid() -> u32 {
+    unsafe { libc::getegid() }
+}
+
+/// `makedev(major, minor)`.
+pub fn makedev(major: u32, minor: u32) -> u64 {
+    libc::makedev(major, minor)
+}
+
+pub fn major(dev: u64) -> u32 {
+    libc::major(dev)
+}
+
+pub fn minor(dev: u64) -> u32 {
+    libc::minor(dev)
+}
+
+/// Borrow a raw fd for the duration of a call.
+///
+/// # Safety
+/// `fd` must be open for the lifetime of the returned borrow.
+pub unsafe fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}

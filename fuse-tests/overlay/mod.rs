@@ -1,1 +1,12 @@
-//! (being written)
+//! The union filesystem, checked against kernel overlayfs (see `harness`).
+#![allow(dead_code)]
+mod attrs;
+mod copyup;
+mod harness;
+mod lifecycle;
+mod lookup;
+mod namespace;
+mod random;
+mod tools;
+mod unpriv;
+mod whforms;

@@ -1,1 +1,13 @@
-//! (being written)
+//! Image store tests: images built in code (docker-archive, OCI dir, oci-archive), every
+//! verb's output and the on-disk layout, hostile archives, concurrency, round trips, the
+//! real fixtures in ../shared/fixtures, and mounts through layerfs.
+
+mod build;
+mod concurrency;
+mod containers;
+mod fixtures;
+mod interop;
+mod safety;
+mod unprivileged;
+mod util;
+mod verbs;

@@ -1,5 +1,9 @@
 //! Turning a MountPlan plus options into a running FUSE session: validation, the
 //! daemon/foreground split, readiness signalling and clean unmount on signals.
+//!
+//! Without `-f`, `run` re-executes this binary as `layerfs mount -f ...` in a new
+//! session with a pipe in `LAYERFS_READY_FD`; the daemon writes `OK` once the kernel has
+//! answered INIT (the mount is usable) or the error text, and the caller returns then.
 
 pub mod options;
 pub mod plan;
@@ -7,7 +11,18 @@ pub mod plan;
 pub use options::MountOptions;
 pub use plan::MountPlan;
 
-use std::path::PathBuf;
+use crate::fuse::LayerFs;
+use crate::overlay::{Config, OverlayFs, ownership::IdMapper};
+use fuser::{MountOption, SessionACL};
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+/// Environment variable carrying the readiness pipe to a daemon child.
+pub const READY_FD_ENV: &str = "LAYERFS_READY_FD";
 
 /// Everything needed to start one mount.
 #[derive(Debug, Clone)]
@@ -19,9 +34,433 @@ pub struct MountRequest {
     pub foreground: bool,
 }
 
+fn escape_path(p: &Path) -> String {
+    p.to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace(',', "\\,")
+}
+
+/// The `-o` string that reproduces a plan and options (used to start the daemon).
+pub fn to_option_string(plan: &MountPlan, o: &MountOptions) -> String {
+    let mut v: Vec<String> = Vec::new();
+    if !plan.lowers.is_empty() {
+        let l: Vec<String> = plan.lowers.iter().map(|p| escape_path(p)).collect();
+        v.push(format!("lowerdir={}", l.join(":")));
+    }
+    if let Some(u) = &plan.upper {
+        v.push(format!("upperdir={}", escape_path(u).replace("\\:", ":")));
+    }
+    if let Some(w) = &plan.work {
+        v.push(format!("workdir={}", escape_path(w).replace("\\:", ":")));
+    }
+    let flags = [
+        (o.read_only, "ro"),
+        (o.allow_other, "allow_other"),
+        (o.allow_root, "allow_root"),
+        (o.dev, "dev"),
+        (!o.dev, "nodev"),
+        (o.suid, "suid"),
+        (!o.suid, "nosuid"),
+        (!o.exec, "noexec"),
+        (o.noatime, "noatime"),
+        (o.auto_unmount, "auto_unmount"),
+        (!o.fsync, "fsync=0"),
+        (o.oci_whiteouts, "whiteouts=oci"),
+        (!o.passthrough, "passthrough=off"),
+    ];
+    for (on, s) in flags {
+        if on {
+            v.push(s.to_string());
+        }
+    }
+    if o.timeout != MountOptions::default().timeout {
+        v.push(format!("timeout={}", o.timeout));
+    }
+    if o.threads != 0 {
+        v.push(format!("threads={}", o.threads));
+    }
+    let map = |m: &[options::IdRange]| {
+        m.iter()
+            .map(|r| format!("{}:{}:{}", r.container, r.host, r.size))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    if !o.uid_map.is_empty() {
+        v.push(format!("uidmapping={}", map(&o.uid_map)));
+    }
+    if !o.gid_map.is_empty() {
+        v.push(format!("gidmapping={}", map(&o.gid_map)));
+    }
+    if let Some(u) = o.squash_to_uid {
+        v.push(format!("squash_to_uid={u}"));
+    }
+    if let Some(g) = o.squash_to_gid {
+        v.push(format!("squash_to_gid={g}"));
+    }
+    if let Some(f) = &o.fsname {
+        v.push(format!("fsname={}", f.replace(',', "\\,")));
+    }
+    for c in &o.passthrough_mount_opts {
+        v.push(c.replace(',', "\\,"));
+    }
+    if let Some(d) = &o.remove_on_unmount {
+        v.push(format!(
+            "remove_on_unmount={}",
+            escape_path(d).replace("\\:", ":")
+        ));
+    }
+    v.join(",")
+}
+
+/// Check the paths before anything is mounted; errors name the path and the reason.
+fn validate(req: &MountRequest) -> Result<(), String> {
+    let m = &req.mountpoint;
+    match std::fs::metadata(m) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => return Err(format!("mountpoint {}: not a directory", m.display())),
+        Err(e) => return Err(format!("mountpoint {}: {}", m.display(), describe(&e))),
+    }
+    for (what, p) in req
+        .plan
+        .lowers
+        .iter()
+        .map(|p| ("lowerdir", p))
+        .chain(req.plan.upper.iter().map(|p| ("upperdir", p)))
+        .chain(req.plan.work.iter().map(|p| ("workdir", p)))
+    {
+        match std::fs::metadata(p) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => return Err(format!("{what} {}: not a directory", p.display())),
+            Err(e) => return Err(format!("{what} {}: {}", p.display(), describe(&e))),
+        }
+    }
+    Ok(())
+}
+
+fn describe(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => "no such file or directory".into(),
+        Some(libc::EACCES) => "permission denied".into(),
+        Some(libc::ENOTDIR) => "a path component is not a directory".into(),
+        _ => e.to_string(),
+    }
+}
+
 /// Mount and serve. Returns when the mount is ready (background) or when it ends
 /// (foreground). The error names the path and the reason.
 pub fn run(req: MountRequest) -> Result<(), String> {
-    let _ = req;
-    Err("mounting is not implemented yet".to_string())
+    let r = run_inner(&req);
+    if r.is_err() {
+        // Nothing is mounted: a throwaway directory has no use any more.
+        remove_throwaway(&req.options);
+    }
+    r
+}
+
+fn remove_throwaway(o: &MountOptions) {
+    if let Some(d) = &o.remove_on_unmount
+        && let Err(e) = std::fs::remove_dir_all(d)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        log::warn!("removing {}: {e}", d.display());
+    }
+}
+
+fn run_inner(req: &MountRequest) -> Result<(), String> {
+    let req = req.clone();
+    validate(&req)?;
+    if !req.foreground {
+        return spawn_daemon(&req);
+    }
+    let mut ready: Option<OwnedFd> = std::env::var(READY_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    // SAFETY: single-threaded at this point; the variable is ours.
+    unsafe { std::env::remove_var(READY_FD_ENV) };
+    if req.options.debug {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+    match serve(&req, &mut ready) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            if let Some(fd) = ready {
+                let mut f = std::fs::File::from(fd);
+                let _ = write!(f, "ERR {e}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Start `layerfs mount -f ...` detached, and wait for its readiness line.
+fn spawn_daemon(req: &MountRequest) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let mut fds = [0i32; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    let (rfd, wfd) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let opts = to_option_string(&req.plan, &req.options);
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount")
+        .arg("-f")
+        .arg("-o")
+        .arg(&opts)
+        .arg(&req.mountpoint)
+        .env(READY_FD_ENV, fds[1].to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let wraw = fds[1];
+    unsafe {
+        cmd.pre_exec(move || {
+            // New session: no controlling terminal, not killed with the caller's group.
+            libc::setsid();
+            // Keep the pipe's write end across exec.
+            let fl = libc::fcntl(wraw, libc::F_GETFD);
+            libc::fcntl(wraw, libc::F_SETFD, fl & !libc::FD_CLOEXEC);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the mount daemon: {e}"))?;
+    drop(wfd);
+    let mut msg = String::new();
+    let mut f = std::fs::File::from(rfd);
+    let _ = f.read_to_string(&mut msg);
+    if msg.starts_with("OK") {
+        // The daemon lives on; do not wait for it.
+        return Ok(());
+    }
+    let status = child.wait().ok();
+    if let Some(rest) = msg.strip_prefix("ERR ") {
+        return Err(rest.to_string());
+    }
+    Err(format!(
+        "the mount daemon for {} exited before the mount was ready ({})",
+        req.mountpoint.display(),
+        status.map(|s| s.to_string()).unwrap_or_default()
+    ))
+}
+
+fn threads(o: &MountOptions) -> usize {
+    if o.threads > 0 {
+        return o.threads;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 16)
+}
+
+/// Block the termination signals in every thread; a dedicated thread waits for them.
+fn block_signals() -> libc::sigset_t {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> {
+    let o = &req.options;
+    let cfg = Config {
+        lowers: req.plan.lowers.clone(),
+        upper: req.plan.upper.clone(),
+        work: req.plan.work.clone(),
+        read_only: o.read_only,
+        fsync: o.fsync,
+        oci_whiteouts: o.oci_whiteouts,
+        ids: IdMapper {
+            uid_map: o.uid_map.clone(),
+            gid_map: o.gid_map.clone(),
+            squash_uid: o.squash_to_uid,
+            squash_gid: o.squash_to_gid,
+        },
+    };
+    let fs = Arc::new(OverlayFs::new(cfg)?);
+    let mut mo = vec![
+        MountOption::FSName(o.fsname.clone().unwrap_or_else(|| "layerfs".to_string())),
+        // Direct mount(2) (root) takes the subtype as a kernel option; fusermount3
+        // (users) takes it as its own option. Either way /proc/mounts says fuse.layerfs.
+        if crate::sys::geteuid() == 0 {
+            MountOption::CUSTOM("subtype=layerfs".to_string())
+        } else {
+            MountOption::Subtype("layerfs".to_string())
+        },
+        MountOption::DefaultPermissions,
+        if fs.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+        if o.dev {
+            MountOption::Dev
+        } else {
+            MountOption::NoDev
+        },
+        if o.suid {
+            MountOption::Suid
+        } else {
+            MountOption::NoSuid
+        },
+        if o.exec {
+            MountOption::Exec
+        } else {
+            MountOption::NoExec
+        },
+    ];
+    if o.noatime {
+        mo.push(MountOption::NoAtime);
+    }
+    if o.auto_unmount {
+        mo.push(MountOption::AutoUnmount);
+    }
+    for c in &o.passthrough_mount_opts {
+        mo.push(MountOption::CUSTOM(c.clone()));
+    }
+    let mut config = fuser::Config::default();
+    config.mount_options = mo;
+    config.acl = if o.allow_other {
+        SessionACL::All
+    } else if o.allow_root || o.auto_unmount {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(threads(o));
+    config.clone_fd = true;
+
+    // Modes of new entries are the caller's (the kernel applied its umask): ours must
+    // not mask them again.
+    unsafe { libc::umask(0) };
+    let sigset = block_signals();
+    let notifier = Arc::new(std::sync::OnceLock::new());
+    let adapter = LayerFs::new(
+        Arc::clone(&fs),
+        o.timeout,
+        o.passthrough,
+        Arc::clone(&notifier),
+    );
+    let mut first = fuser::Session::new(adapter, &req.mountpoint, &config);
+    if matches!(&first, Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.to_string().contains("EINVAL"))
+        && !o.passthrough_mount_opts.is_empty()
+    {
+        // SELinux context options are refused by kernels without SELinux: as
+        // containers-storage expects, they then simply do not apply.
+        log::warn!(
+            "the kernel refused {}: mounting without them",
+            o.passthrough_mount_opts.join(",")
+        );
+        config.mount_options.retain(|m| match m {
+            MountOption::CUSTOM(c) => c.starts_with("subtype="),
+            _ => true,
+        });
+        let adapter = LayerFs::new(
+            Arc::clone(&fs),
+            o.timeout,
+            o.passthrough,
+            Arc::clone(&notifier),
+        );
+        first = fuser::Session::new(adapter, &req.mountpoint, &config);
+    }
+    let session = first.map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(libc::ENOENT) => format!("{e} (is /dev/fuse present and fusermount3 installed?)"),
+            Some(libc::EACCES) | Some(libc::EPERM) => {
+                format!("{e} (no permission: /dev/fuse access or the mountpoint)")
+            }
+            _ => e.to_string(),
+        };
+        format!("cannot mount on {}: {why}", req.mountpoint.display())
+    })?;
+    let _ = notifier.set(session.notifier());
+    // The kernel has answered INIT: the mount is usable now.
+    if let Some(fd) = ready.take() {
+        let mut f = std::fs::File::from(fd);
+        let _ = f.write_all(b"OK\n");
+        // Stop talking to the caller's pipes: a daemon must not hold them open.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if null >= 0 {
+                libc::dup2(null, 1);
+                libc::dup2(null, 2);
+                libc::close(null);
+            }
+        }
+    }
+    let mp = req.mountpoint.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut sig: libc::c_int = 0;
+            if unsafe { libc::sigwait(&sigset, &mut sig) } == 0 {
+                log::info!("signal {sig}: unmounting {}", mp.display());
+                // While we serve, the mount at this path is ours.
+                if let Err(e) = unmount(&mp) {
+                    log::error!("{e}");
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    // fuser unmounts the mountpoint *path* when its session object goes away, and its
+    // "still mounted?" check also says yes after an external umount: a new mount made
+    // at the same path in between would be taken down. So the session object is never
+    // dropped; the kernel ends the session (umount, fusermount3 -u, our signal thread)
+    // and the process exits right after.
+    let bg = std::mem::ManuallyDrop::new(
+        session
+            .spawn()
+            .map_err(|e| format!("serving {}: {e}", req.mountpoint.display()))?,
+    );
+    // SAFETY: `bg` is never dropped or used again; the join handle is moved out once.
+    let guard = unsafe { std::ptr::read(&bg.guard) };
+    let served = match guard.join() {
+        Ok(r) => r.map_err(|e| format!("serving {}: {e}", req.mountpoint.display())),
+        Err(_) => Err(format!(
+            "serving {}: a worker thread panicked",
+            req.mountpoint.display()
+        )),
+    };
+    remove_throwaway(o);
+    served
+}
+
+/// Unmount a layerfs mount: umount(2) when permitted, else `fusermount3 -u`. The daemon
+/// exits once the kernel tells it the mount is gone.
+pub fn unmount(mountpoint: &Path) -> Result<(), String> {
+    let c = crate::sys::cstr(mountpoint.as_os_str()).map_err(|e| e.to_string())?;
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EBUSY) {
+        return Err(format!("unmounting {}: {err}", mountpoint.display()));
+    }
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(mountpoint)
+        .output()
+        .map_err(|e| {
+            format!(
+                "unmounting {}: {err}; fusermount3: {e}",
+                mountpoint.display()
+            )
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "unmounting {}: {}",
+            mountpoint.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }

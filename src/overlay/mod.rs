@@ -1,1 +1,786 @@
-//! (being written)
+//! The union filesystem, free of fuser types: an [`OverlayFs`] answers inode-level
+//! requests (lookup, getattr, readdir, create, rename, open, read, write, xattrs ...)
+//! with plain Rust values and errno codes. `crate::fuse` adapts it to the kernel.
+//!
+//! ```text
+//! OverlayFs
+//!  ├─ stack   (layers.rs)   upper + lowers, name resolution, merged listings
+//!  ├─ nodes   (nodes.rs)    ino -> where the file lives, lookup counts
+//!  ├─ handles               open files and directory snapshots
+//!  └─ copy-up (copy_up.rs)  lower -> workdir -> rename into upper
+//! namespace changes: dirops.rs   file data and metadata: fileops.rs
+//! ```
+
+pub mod copy_up;
+pub mod dirops;
+pub mod fasthash;
+pub mod fileops;
+pub mod layers;
+pub mod nodes;
+pub mod ownership;
+pub mod whiteout;
+
+use crate::sys;
+use dashmap::DashMap;
+use layers::{Loc, Stack, WriteForms};
+use nodes::{Node, NodeState, NodeTable, ROOT_INO};
+use ownership::IdMapper;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Result with an errno.
+pub type Res<T> = Result<T, i32>;
+
+pub(crate) fn eno(e: io::Error) -> i32 {
+    sys::errno(&e)
+}
+
+/// Name of the scratch directory layerfs keeps inside the workdir.
+pub const WORK_SUBDIR: &str = "layerfs-tmp";
+
+/// What to mount and how.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Top-most first.
+    pub lowers: Vec<PathBuf>,
+    pub upper: Option<PathBuf>,
+    pub work: Option<PathBuf>,
+    pub read_only: bool,
+    /// fsync copied-up files before the rename into place.
+    pub fsync: bool,
+    pub ids: IdMapper,
+    /// Write only the OCI forms (`.wh.NAME`, `.wh..wh..opq`), never devices or xattrs.
+    pub oci_whiteouts: bool,
+}
+
+/// Who is asking (from the request header).
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: u32,
+}
+
+/// Attributes as presented through the mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub mode: u32,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    pub size: u64,
+    pub blocks: u64,
+    pub blksize: u32,
+    pub atime: (i64, i64),
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+/// An open file.
+#[derive(Debug)]
+pub struct Handle {
+    pub ino: u64,
+    pub file: File,
+    /// The file is the upper copy (else a lower file, opened read-only).
+    pub upper: bool,
+    /// For a lower handle whose file was copied up since: the upper copy, so reads see
+    /// what writers wrote (as with kernel overlayfs).
+    pub upper_copy: std::sync::OnceLock<File>,
+}
+
+/// One entry of a directory snapshot.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: OsString,
+    pub ino: u64,
+    pub dtype: u8,
+    /// Topmost layer holding the entry (`usize::MAX` for "." and "..").
+    pub layer: usize,
+}
+
+/// An open directory: a merged snapshot taken at opendir (and on rewind), so offsets
+/// stay stable across getdents calls and seekdir/telldir.
+#[derive(Debug)]
+pub struct DirHandle {
+    pub ino: u64,
+    /// Taken at the first READDIR (opendir alone costs nothing).
+    pub entries: Mutex<Option<Arc<Vec<DirEntry>>>>,
+}
+
+/// The union filesystem.
+#[derive(Debug)]
+pub struct OverlayFs {
+    pub stack: Stack,
+    pub nodes: NodeTable,
+    handles: DashMap<u64, Arc<Handle>, fasthash::FastState>,
+    dirs: DashMap<u64, Arc<DirHandle>, fasthash::FastState>,
+    next_fh: AtomicU64,
+    tmp_counter: AtomicU64,
+    pub read_only: bool,
+    fsync: bool,
+    ids: IdMapper,
+    /// Can set real ownership (root, or CAP_CHOWN in our namespace).
+    privileged: bool,
+    /// Read override_stat xattrs (unprivileged mounts, where ownership lives there).
+    use_override: bool,
+    /// Names whose kernel dentries must be dropped (they now lead elsewhere); the FUSE
+    /// adapter sends the invalidations outside the request that queued them.
+    pending_inval: Mutex<Vec<(u64, OsString)>>,
+    /// Inodes whose cached attributes went stale by a side effect (a directory that a
+    /// copy-up made a merged one reports nlink 1 from then on).
+    pending_inval_inodes: Mutex<Vec<u64>>,
+}
+
+fn stat_time(s: i64, ns: i64) -> (i64, i64) {
+    (s, ns)
+}
+
+impl OverlayFs {
+    /// Open the layers, check the upper/work pair, clean stale work files, probe what the
+    /// upper filesystem permits. Errors name the path and the reason.
+    pub fn new(cfg: Config) -> Result<OverlayFs, String> {
+        let layers = layers::open_layers(&cfg.lowers, cfg.upper.as_deref())?;
+        let has_upper = cfg.upper.is_some();
+        let mut work = None;
+        let mut forms = WriteForms {
+            chardev_whiteout: false,
+            xattr_prefix: None,
+        };
+        if let (Some(upper), Some(w)) = (&cfg.upper, &cfg.work) {
+            let wfd = sys::open_dir(w).map_err(|e| format!("workdir {}: {e}", w.display()))?;
+            let wst =
+                sys::fstat(wfd.as_fd()).map_err(|e| format!("workdir {}: {e}", w.display()))?;
+            if wst.st_dev != layers[0].dev {
+                return Err(format!(
+                    "workdir {} and upperdir {} are on different filesystems (they must be on the same one)",
+                    w.display(),
+                    upper.display()
+                ));
+            }
+            if w.canonicalize().ok() == upper.canonicalize().ok() {
+                return Err(format!(
+                    "workdir {} is the same directory as upperdir",
+                    w.display()
+                ));
+            }
+            let sub = Path::new(WORK_SUBDIR);
+            // Stale files of a killed daemon: move aside, then delete.
+            if sys::lstat_at(wfd.as_fd(), sub).is_ok() {
+                let old = PathBuf::from(format!("{WORK_SUBDIR}.stale-{}", std::process::id()));
+                sys::rename_at(wfd.as_fd(), sub, wfd.as_fd(), &old, 0)
+                    .map_err(|e| format!("workdir {}: cleaning {WORK_SUBDIR}: {e}", w.display()))?;
+                remove_tree(wfd.as_fd(), &old)
+                    .map_err(|e| format!("workdir {}: cleaning stale files: {e}", w.display()))?;
+            }
+            // Other leftovers of ours (an interrupted cleanup).
+            if let Ok(dfd) = sys::open_at(
+                wfd.as_fd(),
+                Path::new(""),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            ) && let Ok(ents) = sys::read_dir_fd(dfd)
+            {
+                for (n, _, _) in ents {
+                    if n.as_bytes()
+                        .starts_with(format!("{WORK_SUBDIR}.stale-").as_bytes())
+                    {
+                        let _ = remove_tree(wfd.as_fd(), Path::new(&n));
+                    }
+                }
+            }
+            match sys::mkdir_at(wfd.as_fd(), sub, 0o700) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "workdir {}: cannot create {WORK_SUBDIR}: {e}",
+                        w.display()
+                    ));
+                }
+            }
+            let tfd = sys::open_at(wfd.as_fd(), sub, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                .map_err(|e| format!("workdir {}: {e}", w.display()))?;
+            forms = if cfg.oci_whiteouts {
+                WriteForms {
+                    chardev_whiteout: false,
+                    xattr_prefix: None,
+                }
+            } else {
+                probe_forms(tfd.as_fd())
+            };
+            work = Some(tfd);
+        }
+        let privileged = sys::geteuid() == 0 && can_chown(work.as_ref());
+        let stack = Stack {
+            layers,
+            has_upper,
+            forms,
+            work,
+            lower_info: DashMap::default(),
+        };
+        let fs = OverlayFs {
+            stack,
+            nodes: NodeTable::default(),
+            handles: DashMap::default(),
+            dirs: DashMap::default(),
+            next_fh: AtomicU64::new(1),
+            tmp_counter: AtomicU64::new(0),
+            read_only: cfg.read_only || !has_upper,
+            fsync: cfg.fsync,
+            ids: cfg.ids,
+            privileged,
+            use_override: sys::geteuid() != 0 || !privileged,
+            pending_inval: Mutex::new(Vec::new()),
+            pending_inval_inodes: Mutex::new(Vec::new()),
+        };
+        fs.init_root().map_err(|e| {
+            format!(
+                "reading the layer roots: {}",
+                io::Error::from_raw_os_error(e)
+            )
+        })?;
+        Ok(fs)
+    }
+
+    fn init_root(&self) -> Res<()> {
+        let top = &self.stack.layers[0];
+        let st = sys::lstat_at(top.fd(), Path::new("")).map_err(eno)?;
+        let mut lowers = Vec::new();
+        let mut opaque = false;
+        if self.stack.has_upper {
+            opaque = self.stack.dir_markers(&(0, PathBuf::new())).map_err(eno)?.0;
+        }
+        if !opaque {
+            for i in self.stack.first_lower()..self.stack.layers.len() {
+                lowers.push((i, PathBuf::new()));
+                if i + 1 < self.stack.layers.len()
+                    && self.stack.dir_markers(&(i, PathBuf::new())).map_err(eno)?.0
+                {
+                    break;
+                }
+            }
+        }
+        let backing = (st.st_dev, st.st_ino);
+        self.nodes.map_backing(backing, ROOT_INO);
+        self.nodes.insert_root(NodeState {
+            aliases: Vec::new(),
+            upper: self.stack.has_upper,
+            lowers,
+            backing,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn node(&self, ino: u64) -> Res<Arc<Node>> {
+        self.nodes.get(ino).ok_or(libc::ESTALE)
+    }
+
+    /// Where a node's shown data lives now.
+    pub(crate) fn loc_of(&self, node: &Node) -> Res<Loc> {
+        // Read under the lock without copying the whole state (hot: every data request).
+        let (upper, lower) = node.with(|s| {
+            (
+                s.upper,
+                if s.upper {
+                    None
+                } else {
+                    s.lowers.first().cloned()
+                },
+            )
+        });
+        if upper {
+            Ok((0, self.nodes.path_of(node.ino)?))
+        } else {
+            lower.ok_or(libc::ENOENT)
+        }
+    }
+
+    /// The directories that make up a merged directory node, top-first.
+    pub(crate) fn dirs_of(&self, node: &Node) -> Res<Vec<Loc>> {
+        let (upper, mut v) = node.with(|s| {
+            let mut v = Vec::with_capacity(s.lowers.len() + 1);
+            v.extend(s.lowers.iter().cloned());
+            (s.upper, v)
+        });
+        if upper {
+            v.insert(0, (0, self.nodes.path_of(node.ino)?));
+        }
+        Ok(v)
+    }
+
+    pub(crate) fn tmp_name(&self) -> PathBuf {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        PathBuf::from(format!("t{}-{n}", std::process::id()))
+    }
+
+    pub(crate) fn work(&self) -> Res<std::os::fd::BorrowedFd<'_>> {
+        self.stack
+            .work
+            .as_ref()
+            .map(|w| w.as_fd())
+            .ok_or(libc::EROFS)
+    }
+
+    /// Build presented attributes from a real stat at `loc`.
+    pub(crate) fn attr_from(
+        &self,
+        node_ino: u64,
+        st: &sys::Stat,
+        loc: &Loc,
+        merged_dir: bool,
+    ) -> Res<Attr> {
+        let over = if self.use_override {
+            let l = &self.stack.layers[loc.0];
+            ownership::read_override(l.fd(), &loc.1).map_err(eno)?
+        } else {
+            None
+        };
+        Ok(self.present(node_ino, st, over, merged_dir))
+    }
+
+    /// Apply an ownership override and id mapping to a real stat.
+    fn present(
+        &self,
+        node_ino: u64,
+        st: &sys::Stat,
+        over: Option<ownership::Override>,
+        merged_dir: bool,
+    ) -> Attr {
+        let mut mode = st.st_mode;
+        let (mut uid, mut gid) = (st.st_uid, st.st_gid);
+        let mut rdev = st.st_rdev;
+        if let Some(o) = over {
+            uid = o.uid;
+            gid = o.gid;
+            let real_ty = mode & libc::S_IFMT;
+            // Only a plain file may stand in for another type (a device, a fifo).
+            let ty = if real_ty == libc::S_IFREG && o.mode & libc::S_IFMT != 0 {
+                o.mode & libc::S_IFMT
+            } else {
+                real_ty
+            };
+            mode = ty | (o.mode & 0o7777);
+            if let Some(r) = o.rdev {
+                rdev = r;
+            }
+        }
+        let (uid, gid) = self.ids.present(uid, gid);
+        let nlink = if merged_dir { 1 } else { st.st_nlink as u32 };
+        Attr {
+            ino: node_ino,
+            mode,
+            nlink,
+            uid,
+            gid,
+            rdev,
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            blksize: st.st_blksize as u32,
+            atime: stat_time(st.st_atime, st.st_atime_nsec),
+            mtime: stat_time(st.st_mtime, st.st_mtime_nsec),
+            ctime: stat_time(st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+
+    fn is_merged_dir(st: &NodeState, kind: u32) -> bool {
+        kind == libc::S_IFDIR && (usize::from(st.upper) + st.lowers.len()) > 1
+    }
+
+    /// Attributes of a node, from its current location (or an open handle).
+    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> Res<Attr> {
+        let node = self.node(ino)?;
+        // Read what is needed under the lock, without copying the whole state.
+        let (upper, lower, merged) = node.with(|st| {
+            (
+                st.upper,
+                if st.upper {
+                    None
+                } else {
+                    st.lowers.first().cloned()
+                },
+                Self::is_merged_dir(st, node.kind),
+            )
+        });
+        let loc = if upper {
+            self.nodes.path_of(ino).map(|p| (0, p))
+        } else {
+            lower.ok_or(libc::ENOENT)
+        };
+        match loc {
+            Ok(loc) => match sys::lstat_at(self.stack.layers[loc.0].fd(), &loc.1) {
+                Ok(s) => return self.attr_from(ino, &s, &loc, merged),
+                Err(e) if fh.is_none() => return Err(eno(e)),
+                Err(_) => {}
+            },
+            Err(e) if fh.is_none() => return Err(e),
+            Err(_) => {}
+        }
+        // Unlinked but open: ask the handle.
+        let h = fh
+            .and_then(|f| self.handles.get(&f).map(|h| Arc::clone(&h)))
+            .ok_or(libc::ENOENT)?;
+        let s = sys::fstat(h.file.as_fd()).map_err(eno)?;
+        let over = if self.use_override {
+            ownership::read_override_fd(h.file.as_fd()).map_err(eno)?
+        } else {
+            None
+        };
+        let mut a = self.present(ino, &s, over, false);
+        a.ino = ino;
+        Ok(a)
+    }
+
+    /// Resolve a child of a directory node without touching the node table.
+    pub(crate) fn resolve_child(&self, parent: &Node, name: &OsStr) -> Res<Option<layers::Found>> {
+        if !parent.is_dir() {
+            return Err(libc::ENOTDIR);
+        }
+        if whiteout::classify_name(name) != whiteout::NameClass::Normal {
+            return Ok(None);
+        }
+        let dirs = self.dirs_of(parent)?;
+        self.stack.resolve(&dirs, name).map_err(eno)
+    }
+
+    /// Turn a resolved entry into a node (counting one lookup) and its attributes.
+    pub(crate) fn node_from_found(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        f: &layers::Found,
+    ) -> Res<(Arc<Node>, Attr)> {
+        let layer = &self.stack.layers[f.top.0];
+        let backing = (f.stat.st_dev, f.stat.st_ino);
+        let ino = self.nodes.ino_for(backing, layer.fs_index);
+        let in_upper = self.stack.has_upper && f.top.0 == 0;
+        let kind = f.stat.st_mode & libc::S_IFMT;
+        let lowers = if kind == libc::S_IFDIR {
+            if in_upper {
+                f.lower_dirs.clone()
+            } else {
+                let mut v = vec![f.top.clone()];
+                v.extend(f.lower_dirs.iter().cloned());
+                v
+            }
+        } else if in_upper {
+            Vec::new()
+        } else {
+            vec![f.top.clone()]
+        };
+        let fresh = NodeState {
+            aliases: Vec::new(),
+            upper: in_upper,
+            lowers,
+            backing,
+        };
+        let node = self
+            .nodes
+            .lookup_or_insert(ino, kind, parent, &name.to_os_string(), fresh);
+        let merged = node.with(|s| Self::is_merged_dir(s, kind));
+        let loc = self.loc_of(&node).unwrap_or_else(|_| f.top.clone());
+        let attr = if loc == f.top {
+            self.attr_from(node.ino, &f.stat, &loc, merged)?
+        } else {
+            let s = sys::lstat_at(self.stack.layers[loc.0].fd(), &loc.1).map_err(eno)?;
+            self.attr_from(node.ino, &s, &loc, merged)?
+        };
+        Ok((node, attr))
+    }
+
+    /// LOOKUP: find `name` in directory `parent`; counts one kernel reference.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Res<Attr> {
+        let p = self.node(parent)?;
+        let f = self.resolve_child(&p, name)?.ok_or(libc::ENOENT)?;
+        Ok(self.node_from_found(parent, name, &f)?.1)
+    }
+
+    /// LOOKUP of an entry a directory snapshot found in lower layer `layer`: the layers
+    /// between the upper and `layer` are known to hold neither it nor a whiteout.
+    pub fn lookup_listed(&self, parent: u64, name: &OsStr, layer: usize) -> Res<Attr> {
+        let p = self.node(parent)?;
+        if !p.is_dir() {
+            return Err(libc::ENOTDIR);
+        }
+        let mut dirs = self.dirs_of(&p)?;
+        dirs.retain(|(l, _)| !self.stack.is_lower(*l) || *l >= layer);
+        let f = self
+            .stack
+            .resolve(&dirs, name)
+            .map_err(eno)?
+            .ok_or(libc::ENOENT)?;
+        Ok(self.node_from_found(parent, name, &f)?.1)
+    }
+
+    /// FORGET: the kernel dropped `n` references.
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.nodes.forget(ino, n);
+    }
+
+    pub fn readlink(&self, ino: u64) -> Res<OsString> {
+        let node = self.node(ino)?;
+        let loc = self.loc_of(&node)?;
+        sys::readlink_at(self.stack.layers[loc.0].fd(), &loc.1).map_err(eno)
+    }
+
+    fn snapshot_dir(&self, node: &Node) -> Res<Vec<DirEntry>> {
+        let dirs = self.dirs_of(node)?;
+        let list = self.stack.list(&dirs).map_err(eno)?;
+        let parent = node
+            .with(|s| s.aliases.first().map(|a| a.0))
+            .unwrap_or(ROOT_INO);
+        let mut out = Vec::with_capacity(list.len() + 2);
+        out.push(DirEntry {
+            name: OsString::from("."),
+            ino: node.ino,
+            dtype: libc::DT_DIR,
+            layer: usize::MAX,
+        });
+        out.push(DirEntry {
+            name: OsString::from(".."),
+            ino: parent,
+            dtype: libc::DT_DIR,
+            layer: usize::MAX,
+        });
+        for (name, dtype, layer, dino) in list {
+            let l = &self.stack.layers[layer];
+            let ino = self.nodes.ino_for((l.dev, dino), l.fs_index);
+            out.push(DirEntry {
+                name,
+                ino,
+                dtype,
+                layer,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn opendir(&self, ino: u64) -> Res<u64> {
+        let node = self.node(ino)?;
+        if !node.is_dir() {
+            return Err(libc::ENOTDIR);
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs.insert(
+            fh,
+            Arc::new(DirHandle {
+                ino,
+                entries: Mutex::new(None),
+            }),
+        );
+        Ok(fh)
+    }
+
+    /// The snapshot of an open directory; `offset == 0` after the first read re-reads it
+    /// (rewinddir sees changes, as on other filesystems).
+    pub fn readdir(&self, fh: u64, offset: u64, fresh_on_rewind: bool) -> Res<Arc<Vec<DirEntry>>> {
+        let d = self
+            .dirs
+            .get(&fh)
+            .map(|d| Arc::clone(&d))
+            .ok_or(libc::EBADF)?;
+        let mut g = d.entries.lock().map_err(|_| libc::EIO)?;
+        match &*g {
+            Some(e) if !(offset == 0 && fresh_on_rewind) => Ok(Arc::clone(e)),
+            _ => {
+                let node = self.node(d.ino)?;
+                let e = Arc::new(self.snapshot_dir(&node)?);
+                *g = Some(Arc::clone(&e));
+                Ok(e)
+            }
+        }
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.remove(&fh);
+    }
+
+    pub fn statfs(&self) -> Res<libc::statvfs> {
+        sys::fstatvfs(self.stack.layers[0].fd()).map_err(eno)
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Res<Vec<u8>> {
+        let stored = match whiteout::stored_xattr_name(name) {
+            whiteout::StoredName::Plain => name.to_os_string(),
+            whiteout::StoredName::Escaped(n) => n,
+            whiteout::StoredName::Private => return Err(libc::ENODATA),
+        };
+        let node = self.node(ino)?;
+        let loc = self.loc_of(&node)?;
+        match sys::get_xattr_at(self.stack.layers[loc.0].fd(), &loc.1, &stored) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(libc::ENODATA),
+            Err(e) => Err(eno(e)),
+        }
+    }
+
+    /// Names, NUL-separated, as shown through the mount (private ones left out,
+    /// escaped ones unescaped).
+    pub fn listxattr(&self, ino: u64) -> Res<Vec<u8>> {
+        let node = self.node(ino)?;
+        let loc = self.loc_of(&node)?;
+        let names = match sys::list_xattr_at(self.stack.layers[loc.0].fd(), &loc.1) {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Vec::new(),
+            Err(e) => return Err(eno(e)),
+        };
+        let mut out = Vec::new();
+        for n in names {
+            if let Some(shown) = whiteout::shown_xattr_name(&n) {
+                out.extend_from_slice(shown.as_bytes());
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn new_handle(&self, ino: u64, file: File, upper: bool) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.insert(
+            fh,
+            Arc::new(Handle {
+                ino,
+                file,
+                upper,
+                upper_copy: std::sync::OnceLock::new(),
+            }),
+        );
+        fh
+    }
+
+    pub fn handle(&self, fh: u64) -> Res<Arc<Handle>> {
+        self.handles
+            .get(&fh)
+            .map(|h| Arc::clone(&h))
+            .ok_or(libc::EBADF)
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles.remove(&fh);
+    }
+
+    /// Names the kernel should forget (see `pending_inval`).
+    pub fn take_invalidations(&self) -> Vec<(u64, OsString)> {
+        match self.pending_inval.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+
+    /// Inodes whose attributes the kernel should fetch again.
+    pub fn take_inode_invalidations(&self) -> Vec<u64> {
+        match self.pending_inval_inodes.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+
+    pub(crate) fn queue_inode_invalidation(&self, ino: u64) {
+        match self.pending_inval_inodes.lock() {
+            Ok(mut g) => g.push(ino),
+            Err(p) => p.into_inner().push(ino),
+        }
+    }
+
+    pub(crate) fn queue_invalidations(&self, names: Vec<(u64, OsString)>) {
+        if names.is_empty() {
+            return;
+        }
+        match self.pending_inval.lock() {
+            Ok(mut g) => g.extend(names),
+            Err(p) => p.into_inner().extend(names),
+        }
+    }
+
+    /// Does the node show its upper copy now?
+    pub fn is_upper(&self, ino: u64) -> bool {
+        self.nodes.get(ino).is_some_and(|n| n.with(|s| s.upper))
+    }
+
+    /// Live nodes (for tests and memory checks).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_privileged(&self) -> bool {
+        self.privileged
+    }
+
+    pub fn forms(&self) -> WriteForms {
+        self.stack.forms
+    }
+}
+
+/// What may be written in the upper filesystem: try a 0:0 char device and trusted/user
+/// xattrs in the work dir.
+fn probe_forms(work: std::os::fd::BorrowedFd<'_>) -> WriteForms {
+    let name = PathBuf::from(format!("probe-{}", std::process::id()));
+    let chardev = sys::mknod_at(work, &name, libc::S_IFCHR | 0o600, 0).is_ok();
+    let _ = sys::unlink_at(work, &name, false);
+    let dname = PathBuf::from(format!("probe-d-{}", std::process::id()));
+    let mut prefix = None;
+    if sys::mkdir_at(work, &dname, 0o700).is_ok() {
+        for (p, x) in [
+            ("trusted.overlay.", "trusted.overlay.opaque"),
+            ("user.overlay.", "user.overlay.opaque"),
+        ] {
+            if sys::set_xattr_at(work, &dname, OsStr::new(x), b"y", 0).is_ok() {
+                prefix = Some(p);
+                break;
+            }
+        }
+        let _ = sys::unlink_at(work, &dname, true);
+    }
+    WriteForms {
+        chardev_whiteout: chardev,
+        xattr_prefix: prefix,
+    }
+}
+
+fn can_chown(work: Option<&OwnedFd>) -> bool {
+    let Some(w) = work else {
+        return sys::geteuid() == 0;
+    };
+    let name = PathBuf::from(format!("probe-c-{}", std::process::id()));
+    let ok = match sys::open_at(
+        w.as_fd(),
+        &name,
+        libc::O_CREAT | libc::O_WRONLY | libc::O_EXCL,
+        0o600,
+    ) {
+        Ok(fd) => sys::fchown(fd.as_fd(), 1, 1).is_ok(),
+        Err(_) => false,
+    };
+    let _ = sys::unlink_at(w.as_fd(), &name, false);
+    ok
+}
+
+/// Remove `rel` under `dir` recursively (no symlinks followed).
+pub fn remove_tree(dir: std::os::fd::BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
+    let st = match sys::lstat_at(dir, rel) {
+        Ok(s) => s,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if layers::s_isdir(st.st_mode) {
+        let fd = sys::open_at(
+            dir,
+            rel,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+        )?;
+        for (n, _, _) in sys::read_dir_fd(fd)? {
+            remove_tree(dir, &rel.join(n))?;
+        }
+        sys::unlink_at(dir, rel, true)
+    } else {
+        sys::unlink_at(dir, rel, false)
+    }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Everything the tests need, then the tests: `fuse-tests/run.sh` from the repo root.
+#
+# As root it installs what is missing (fuse3, attr, git, util-linux tools, and podman,
+# runc, uidmap, skopeo for the interoperability tests), lets
+# ordinary users reach /dev/fuse, enables user_allow_other, and creates the
+# unprivileged test user `layerfs-test`. Extra arguments go to `cargo test`
+# (e.g. `fuse-tests/run.sh overlay::` to run one group).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+if [ "$(id -u)" = 0 ]; then
+    missing=()
+    command -v fusermount3 >/dev/null || missing+=(fuse3)
+    command -v setfattr >/dev/null || missing+=(attr)
+    command -v git >/dev/null || missing+=(git)
+    command -v setpriv >/dev/null || missing+=(util-linux)
+    command -v runuser >/dev/null || missing+=(util-linux)
+    command -v bc >/dev/null || missing+=(bc)
+    # Real clients and peers the tests drive (each test says why it skips without them).
+    command -v podman >/dev/null || missing+=(podman)
+    command -v runc >/dev/null || missing+=(runc)
+    command -v newuidmap >/dev/null || missing+=(uidmap)
+    command -v skopeo >/dev/null || missing+=(skopeo)
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq </dev/null
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+    fi
+    [ -e /dev/fuse ] || mknod -m 0666 /dev/fuse c 10 229
+    # Debian's udev rule makes /dev/fuse 0666; containers often leave it 0600.
+    chmod 0666 /dev/fuse
+    if [ -f /etc/fuse.conf ] && ! grep -q '^user_allow_other' /etc/fuse.conf; then
+        echo user_allow_other >> /etc/fuse.conf
+    fi
+    id layerfs-test >/dev/null 2>&1 || useradd --create-home --shell /bin/bash layerfs-test
+    # Rootless podman needs subordinate ids for the test user.
+    grep -q '^layerfs-test:' /etc/subuid 2>/dev/null || usermod --add-subuids 200000-265535 layerfs-test
+    grep -q '^layerfs-test:' /etc/subgid 2>/dev/null || usermod --add-subgids 200000-265535 layerfs-test
+    modprobe overlay 2>/dev/null || true
+else
+    say "not root: using what is installed (fuse3, attr and git are needed)"
+fi
+
+if [ -d ../shared/fixtures ]; then
+    say "fixtures: ../shared/fixtures"
+else
+    say "no ../shared beside the repo: fixture tests will print why they skip"
+fi
+
+say "cargo test (release)"
+exec cargo test --release --locked "$@"

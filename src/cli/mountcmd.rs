@@ -1,0 +1,125 @@
+//! The mount command line: `layerfs [mount] [-f] [-d] -o OPTS [SOURCE] MNT`.
+
+use crate::mount::{self, MountRequest};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+const HELP: &str = "\
+Usage: layerfs mount [-f] [-d] -o OPTIONS [SOURCE] MOUNTPOINT
+
+  -f            stay in the foreground (default: return once the mount is ready)
+  -d            debug: log every request (implies -f)
+  -o OPTIONS    comma-separated, may be repeated:
+     lowerdir=L1[:L2...]   read-only layers, top-most first; '\\:' escapes a colon
+     upperdir=U            writable layer (needs workdir)
+     workdir=W             scratch dir on the same filesystem as upperdir
+     ro | rw               read-only / read-write (no upperdir = read-only)
+     allow_other, allow_root, auto_unmount
+     dev|nodev, suid|nosuid, exec|noexec, atime|noatime
+     uidmapping=C:H:N[:C:H:N...], gidmapping=...   stored id C+i shows as H+i (fuse-overlayfs)
+     squash_to_root, squash_to_uid=N, squash_to_gid=N
+     fsync=0|1             fsync copied-up files (default 1, as kernel overlayfs)
+     whiteouts=auto|oci    oci: write only .wh.NAME / .wh..wh..opq markers (no devices,
+                           no xattrs; lower directories then cannot be renamed: EXDEV)
+     passthrough=on|off    FUSE passthrough when permitted (default on)
+     timeout=SECONDS       kernel entry/attr cache timeout (default 86400)
+     threads=N             worker threads (default: CPUs, at least 2)
+     remove_on_unmount=DIR delete DIR once the mount is gone (a throwaway upper)
+     fsname=NAME, context=..., fscontext=..., defcontext=..., rootcontext=...
+  Accepted and ignored (as fuse-overlayfs): defaults, relatime, default_permissions,
+  fast_ino, writeback, noxattrs, noacl, static_nlink, volatile, threaded, x-*, ...";
+
+pub fn main(args: &[OsString]) -> i32 {
+    let mut opts: Vec<String> = Vec::new();
+    let mut positional: Vec<PathBuf> = Vec::new();
+    let mut foreground = false;
+    let mut debug = false;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_string_lossy().to_string();
+        match a.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                return 0;
+            }
+            "-f" => foreground = true,
+            "-d" | "--debug" => {
+                debug = true;
+                foreground = true;
+            }
+            "-o" => {
+                i += 1;
+                match args.get(i) {
+                    Some(v) => opts.push(v.to_string_lossy().to_string()),
+                    None => {
+                        eprintln!("layerfs: -o needs a value");
+                        return 2;
+                    }
+                }
+            }
+            s if s.starts_with("-o") && s.len() > 2 => opts.push(s[2..].to_string()),
+            // mount.fuse3 may pass these through; they mean nothing to us.
+            "-s" | "-n" | "-v" => {}
+            s if s.starts_with('-') && s.len() > 1 => {
+                eprintln!("layerfs: unknown flag '{s}' (see `layerfs mount --help`)");
+                return 2;
+            }
+            _ => positional.push(PathBuf::from(args[i].clone())),
+        }
+        i += 1;
+    }
+    let mut source = None;
+    let mountpoint = match positional.len() {
+        1 => positional.remove(0),
+        2 => {
+            // SOURCE MNT (mount.fuse3): SOURCE is a free label, shown in /proc/mounts.
+            let m = positional.remove(1);
+            source = Some(positional.remove(0));
+            m
+        }
+        0 => {
+            eprintln!("layerfs: no mountpoint given\n\n{HELP}");
+            return 2;
+        }
+        _ => {
+            eprintln!(
+                "layerfs: too many arguments: {} (expected [SOURCE] MOUNTPOINT)",
+                positional
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            return 2;
+        }
+    };
+    let (plan, mut options) = match mount::options::parse(&opts) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("layerfs: {e}");
+            return 2;
+        }
+    };
+    if debug {
+        options.debug = true;
+    }
+    if options.fsname.is_none() {
+        options.fsname = source.map(|s| s.to_string_lossy().into_owned());
+    }
+    if options.debug {
+        foreground = true;
+    }
+    let req = MountRequest {
+        plan,
+        mountpoint,
+        options,
+        foreground,
+    };
+    match mount::run(req) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("layerfs: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! The layer stack: open layer roots, probe what the upper filesystem permits, resolve a
+//! name top to bottom through whiteouts, opaque dirs and redirects, and merge a
+//! directory listing.
+//!
+//! Layer indexes: `0` is the upper layer when there is one; lowers follow top-first.
+
+use super::fasthash::FastState;
+use super::whiteout::{self, NameClass};
+use crate::sys;
+use dashmap::DashMap;
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// One layer directory, opened before the mount so it stays reachable under it.
+#[derive(Debug)]
+pub struct Layer {
+    pub path: PathBuf,
+    pub root: OwnedFd,
+    pub dev: u64,
+    /// Small index per distinct st_dev, used to build unique inode numbers.
+    pub fs_index: u64,
+}
+
+impl Layer {
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+}
+
+/// How markers are written in the upper layer (decided by probing the workdir).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteForms {
+    /// Whiteouts as char 0:0 devices (else `.wh.NAME` files).
+    pub chardev_whiteout: bool,
+    /// Prefix for opaque/redirect xattrs: `trusted.overlay.`, `user.overlay.`, or none
+    /// (then opaque dirs get a `.wh..wh..opq` file and lower dirs cannot be renamed).
+    pub xattr_prefix: Option<&'static str>,
+}
+
+/// A layer location: layer index and path relative to the layer root.
+pub type Loc = (usize, PathBuf);
+
+/// What a name resolves to in the stack.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Topmost location (the one whose attributes are shown).
+    pub top: Loc,
+    pub stat: sys::Stat,
+    /// For directories: every contributing dir below `top`, top-first.
+    pub lower_dirs: Vec<Loc>,
+    /// The upper entry, when `top` is in the upper layer, is an opaque directory.
+    pub opaque: bool,
+}
+
+/// The whole stack.
+#[derive(Debug)]
+pub struct Stack {
+    pub layers: Vec<Layer>,
+    pub has_upper: bool,
+    pub forms: WriteForms,
+    /// Work directory (only with an upper layer): `W/layerfs-tmp`.
+    pub work: Option<OwnedFd>,
+    /// What is known about lower directories (they never change under a mount).
+    pub lower_info: DashMap<Loc, LowerDirInfo, FastState>,
+}
+
+/// Cached facts about one lower directory.
+#[derive(Debug, Clone, Default)]
+pub struct LowerDirInfo {
+    /// (opaque, redirect), once read.
+    pub markers: Option<(bool, Option<Vec<u8>>)>,
+    /// Whether any `.wh.*` name is in it, once listed.
+    pub has_wh: Option<bool>,
+}
+
+pub fn s_isdir(mode: u32) -> bool {
+    mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+/// Result of checking one name in one layer directory.
+enum Probe {
+    Absent,
+    Whiteout,
+    /// An ancestor of the path is not a directory in this layer: nothing below it in
+    /// this chain can be reached (as kernel overlayfs stops a redirect lookup there).
+    Blocked,
+    Entry(sys::Stat),
+}
+
+impl Stack {
+    /// Index of the upper layer, if any.
+    pub fn upper(&self) -> Option<&Layer> {
+        if self.has_upper {
+            self.layers.first()
+        } else {
+            None
+        }
+    }
+
+    pub fn first_lower(&self) -> usize {
+        usize::from(self.has_upper)
+    }
+
+    fn probe(&self, layer: usize, dir: &Path, name: &OsStr) -> io::Result<Probe> {
+        let l = &self.layers[layer];
+        let p = dir.join(name);
+        match sys::lstat_at(l.fd(), &p) {
+            Ok(st) => {
+                if whiteout::is_whiteout_dev(st.st_mode, st.st_rdev) {
+                    Ok(Probe::Whiteout)
+                } else {
+                    Ok(Probe::Entry(st))
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(Probe::Blocked),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                if self.is_lower(layer) {
+                    let key = (layer, dir.to_path_buf());
+                    if let Some(i) = self.lower_info.get(&key)
+                        && i.has_wh == Some(false)
+                    {
+                        return Ok(Probe::Absent);
+                    }
+                }
+                match sys::lstat_at(l.fd(), &dir.join(whiteout::wh_name(name))) {
+                    Ok(_) => Ok(Probe::Whiteout),
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                        Ok(Probe::Absent)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn is_lower(&self, layer: usize) -> bool {
+        layer >= self.first_lower()
+    }
+
+    /// Is the directory at `loc` opaque, and does it carry a redirect? (Cached for lower
+    /// layers.)
+    pub fn dir_markers(&self, loc: &Loc) -> io::Result<(bool, Option<Vec<u8>>)> {
+        if !self.is_lower(loc.0) {
+            return self.read_dir_markers(loc);
+        }
+        if let Some(m) = self.lower_info.get(loc).and_then(|i| i.markers.clone()) {
+            return Ok(m);
+        }
+        let m = self.read_dir_markers(loc)?;
+        self.lower_info.entry(loc.clone()).or_default().markers = Some(m.clone());
+        Ok(m)
+    }
+
+    fn read_dir_markers(&self, loc: &Loc) -> io::Result<(bool, Option<Vec<u8>>)> {
+        let l = &self.layers[loc.0];
+        let names = match sys::list_xattr_at(l.fd(), &loc.1) {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut opaque = false;
+        let mut redirect = None;
+        for n in &names {
+            let s = n.as_bytes();
+            if whiteout::OPAQUE_XATTRS.iter().any(|x| x.as_bytes() == s) {
+                if let Some(v) = sys::get_xattr_at(l.fd(), &loc.1, n)? {
+                    opaque |= whiteout::is_opaque_value(&v);
+                }
+            } else if whiteout::REDIRECT_XATTRS.iter().any(|x| x.as_bytes() == s)
+                && redirect.is_none()
+            {
+                redirect = sys::get_xattr_at(l.fd(), &loc.1, n)?.filter(|v| !v.is_empty());
+            }
+        }
+        if !opaque {
+            let marker = loc.1.join(OsStr::from_bytes(whiteout::OPAQUE_MARKER));
+            opaque = sys::lstat_at(l.fd(), &marker).is_ok();
+        }
+        Ok((opaque, redirect))
+    }
+
+    /// Resolve `name` inside a merged directory whose contributing dirs are `parent_dirs`
+    /// (top-first). Returns `None` when absent or whited out.
+    pub fn resolve(&self, parent_dirs: &[Loc], name: &OsStr) -> io::Result<Option<Found>> {
+        let mut found: Option<Found> = None;
+        let mut cur_name: OsString = name.to_os_string();
+        // After an absolute redirect, the layers below are searched at this path.
+        let mut abs: Option<PathBuf> = None;
+        let mut next_layer = 0;
+        let mut idx = 0;
+        loop {
+            let (layer, dir, leaf) = if let Some(p) = &abs {
+                if next_layer >= self.layers.len() {
+                    break;
+                }
+                let l = next_layer;
+                next_layer += 1;
+                let leaf = match p.file_name() {
+                    Some(n) => n.to_os_string(),
+                    None => break,
+                };
+                (l, p.parent().unwrap_or(Path::new("")).to_path_buf(), leaf)
+            } else {
+                if idx >= parent_dirs.len() {
+                    break;
+                }
+                let (l, d) = parent_dirs[idx].clone();
+                idx += 1;
+                if let Some(f) = &found
+                    && l <= f.lower_dirs.last().map(|x| x.0).unwrap_or(f.top.0)
+                {
+                    continue;
+                }
+                (l, d, cur_name.clone())
+            };
+            match self.probe(layer, &dir, &leaf)? {
+                Probe::Absent => continue,
+                Probe::Whiteout | Probe::Blocked => break,
+                Probe::Entry(st) => {
+                    let path = dir.join(&leaf);
+                    let is_dir = s_isdir(st.st_mode);
+                    match &mut found {
+                        None => {
+                            found = Some(Found {
+                                top: (layer, path.clone()),
+                                stat: st,
+                                lower_dirs: Vec::new(),
+                                opaque: false,
+                            });
+                            if !is_dir {
+                                break;
+                            }
+                        }
+                        Some(f) => {
+                            if !is_dir {
+                                // A non-directory below a directory is hidden, and ends
+                                // the merge.
+                                break;
+                            }
+                            f.lower_dirs.push((layer, path.clone()));
+                        }
+                    }
+                    if layer + 1 >= self.layers.len() {
+                        break;
+                    }
+                    let (opaque, redirect) = self.dir_markers(&(layer, path))?;
+                    if opaque {
+                        if let Some(f) = found.as_mut()
+                            && f.top.0 == layer
+                        {
+                            f.opaque = true;
+                        }
+                        break;
+                    }
+                    if let Some(r) = redirect {
+                        if let Some(a) = r.strip_prefix(b"/") {
+                            abs = Some(PathBuf::from(OsStr::from_bytes(a)));
+                            next_layer = layer + 1;
+                        } else if !r.contains(&b'/') {
+                            cur_name = OsStr::from_bytes(&r).to_os_string();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Merge the listing of a directory made of `dirs` (top-first; the first may be the
+    /// upper dir). Whiteouts and markers are dropped; the topmost entry of each name wins.
+    /// Returns (name, d_type, layer, d_ino).
+    pub fn list(&self, dirs: &[Loc]) -> io::Result<Vec<(OsString, u8, usize, u64)>> {
+        let mut seen: HashSet<OsString, FastState> = HashSet::default();
+        let merging = dirs.len() > 1;
+        let mut out = Vec::new();
+        for (n, (layer, rel)) in dirs.iter().enumerate() {
+            let l = &self.layers[*layer];
+            let fd = match sys::open_at(
+                l.fd(),
+                rel,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            ) {
+                Ok(fd) => fd,
+                Err(e) if n > 0 && e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(e),
+            };
+            let entries = sys::read_dir_fd(fd)?;
+            if self.is_lower(*layer) {
+                let has_wh = entries
+                    .iter()
+                    .any(|(name, _, _)| name.as_bytes().starts_with(whiteout::WH_PREFIX));
+                self.lower_info
+                    .entry((*layer, rel.clone()))
+                    .or_default()
+                    .has_wh = Some(has_wh);
+            }
+            let last = n + 1 == dirs.len();
+            for (name, dtype, dino) in entries {
+                match whiteout::classify_name(&name) {
+                    NameClass::OpaqueMarker => continue,
+                    NameClass::WhiteoutOf(target) => {
+                        if !last {
+                            seen.insert(target.to_os_string());
+                        }
+                        continue;
+                    }
+                    NameClass::Normal => {}
+                }
+                if merging && n > 0 && seen.contains(&name) {
+                    continue;
+                }
+                let mut dtype = dtype;
+                if dtype == libc::DT_CHR || dtype == libc::DT_UNKNOWN {
+                    let st = sys::lstat_at(l.fd(), &rel.join(&name))?;
+                    if whiteout::is_whiteout_dev(st.st_mode, st.st_rdev) {
+                        if !last {
+                            seen.insert(name);
+                        }
+                        continue;
+                    }
+                    dtype = mode_to_dtype(st.st_mode);
+                }
+                if !last {
+                    seen.insert(name.clone());
+                }
+                out.push((name, dtype, *layer, dino));
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub fn mode_to_dtype(mode: u32) -> u8 {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => libc::DT_DIR,
+        libc::S_IFREG => libc::DT_REG,
+        libc::S_IFLNK => libc::DT_LNK,
+        libc::S_IFCHR => libc::DT_CHR,
+        libc::S_IFBLK => libc::DT_BLK,
+        libc::S_IFIFO => libc::DT_FIFO,
+        libc::S_IFSOCK => libc::DT_SOCK,
+        _ => libc::DT_UNKNOWN,
+    }
+}
+
+/// Open the layer roots and build the stack. Errors name the path and the reason.
+pub fn open_layers(lowers: &[PathBuf], upper: Option<&Path>) -> Result<Vec<Layer>, String> {
+    let mut out = Vec::new();
+    let mut devs: Vec<u64> = Vec::new();
+    let all = upper
+        .into_iter()
+        .map(|u| (u, "upperdir"))
+        .chain(lowers.iter().map(|l| (l.as_path(), "lowerdir")));
+    for (path, what) in all {
+        let fd = sys::open_dir(path).map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(libc::ENOTDIR) => "not a directory".to_string(),
+                Some(libc::ENOENT) => "no such directory".to_string(),
+                Some(libc::EACCES) => "permission denied".to_string(),
+                _ => e.to_string(),
+            };
+            format!("{what} {}: {why}", path.display())
+        })?;
+        let st = sys::fstat(fd.as_fd()).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+        let fs_index = match devs.iter().position(|d| *d == st.st_dev) {
+            Some(i) => i as u64,
+            None => {
+                devs.push(st.st_dev);
+                (devs.len() - 1) as u64
+            }
+        };
+        out.push(Layer {
+            path: path.to_path_buf(),
+            root: fd,
+            dev: st.st_dev,
+            fs_index,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A stack of lower dirs only (no upper), built from (layer, path, kind) specs.
+    fn stack(specs: &[&[(&str, &str)]]) -> (tempfile::TempDir, Stack) {
+        let t = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let root = t.path().join(format!("l{i}"));
+            fs::create_dir_all(&root).unwrap();
+            for (p, kind) in spec.iter() {
+                let full = root.join(p);
+                if let Some(parent) = full.parent() {
+                    fs::create_dir_all(parent).unwrap();
+                }
+                match *kind {
+                    "dir" => fs::create_dir_all(&full).unwrap(),
+                    "opaque" => {
+                        fs::create_dir_all(&full).unwrap();
+                        fs::write(full.join(".wh..wh..opq"), "").unwrap();
+                    }
+                    k if k.starts_with("redirect:") => {
+                        fs::create_dir_all(&full).unwrap();
+                        let v = &k["redirect:".len()..];
+                        // user.* xattrs work for root and for the owner alike.
+                        sys::set_xattr_at(
+                            sys::open_dir(&root).unwrap().as_fd(),
+                            Path::new(p),
+                            OsStr::new("user.overlay.redirect"),
+                            v.as_bytes(),
+                            0,
+                        )
+                        .unwrap();
+                    }
+                    "wh" => {
+                        let name = full.file_name().unwrap().to_os_string();
+                        fs::write(full.with_file_name(whiteout::wh_name(&name)), "").unwrap();
+                    }
+                    content => fs::write(&full, content).unwrap(),
+                }
+            }
+            paths.push(root);
+        }
+        let layers = open_layers(&paths, None).unwrap();
+        let s = Stack {
+            layers,
+            has_upper: false,
+            forms: WriteForms {
+                chardev_whiteout: false,
+                xattr_prefix: None,
+            },
+            work: None,
+            lower_info: DashMap::default(),
+        };
+        (t, s)
+    }
+
+    fn root_dirs(s: &Stack) -> Vec<Loc> {
+        (0..s.layers.len()).map(|i| (i, PathBuf::new())).collect()
+    }
+
+    fn names(s: &Stack, dirs: &[Loc]) -> Vec<String> {
+        let mut v: Vec<String> = s
+            .list(dirs)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.0.to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn top_layer_wins_and_dirs_merge() {
+        let (_t, s) = stack(&[
+            &[("a", "top"), ("d/x", "1")],
+            &[("a", "bottom"), ("d/y", "2")],
+        ]);
+        let f = s.resolve(&root_dirs(&s), OsStr::new("a")).unwrap().unwrap();
+        assert_eq!(f.top.0, 0);
+        let d = s.resolve(&root_dirs(&s), OsStr::new("d")).unwrap().unwrap();
+        assert_eq!(d.lower_dirs.len(), 1);
+        let mut dirs = vec![d.top.clone()];
+        dirs.extend(d.lower_dirs.clone());
+        assert_eq!(names(&s, &dirs), ["x", "y"]);
+    }
+
+    #[test]
+    fn wh_file_hides_lower_and_is_not_listed() {
+        let (_t, s) = stack(&[
+            &[("gone", "wh"), ("keep", "k")],
+            &[("gone", "g"), ("other", "o")],
+        ]);
+        assert!(
+            s.resolve(&root_dirs(&s), OsStr::new("gone"))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(names(&s, &root_dirs(&s)), ["keep", "other"]);
+    }
+
+    #[test]
+    fn opaque_dir_stops_the_merge() {
+        let (_t, s) = stack(&[&[("d", "opaque"), ("d/new", "n")], &[("d/old", "o")]]);
+        let d = s.resolve(&root_dirs(&s), OsStr::new("d")).unwrap().unwrap();
+        assert!(d.lower_dirs.is_empty());
+        assert_eq!(names(&s, std::slice::from_ref(&d.top)), ["new"]);
+    }
+
+    #[test]
+    fn non_dir_above_dir_hides_it() {
+        let (_t, s) = stack(&[&[("d", "file now")], &[("d/x", "1")]]);
+        let f = s.resolve(&root_dirs(&s), OsStr::new("d")).unwrap().unwrap();
+        assert!(!s_isdir(f.stat.st_mode));
+        assert!(f.lower_dirs.is_empty());
+    }
+
+    #[test]
+    fn absolute_redirect_finds_moved_contents() {
+        let (_t, s) = stack(&[&[("new/place", "redirect:/old/dir")], &[("old/dir/x", "1")]]);
+        let new = s
+            .resolve(&root_dirs(&s), OsStr::new("new"))
+            .unwrap()
+            .unwrap();
+        let mut pd = vec![new.top.clone()];
+        pd.extend(new.lower_dirs.clone());
+        let place = s.resolve(&pd, OsStr::new("place")).unwrap().unwrap();
+        assert_eq!(place.lower_dirs, vec![(1, PathBuf::from("old/dir"))]);
+    }
+
+    #[test]
+    fn relative_redirect_renames_within_parent() {
+        let (_t, s) = stack(&[&[("b", "redirect:a")], &[("a/x", "1")]]);
+        let b = s.resolve(&root_dirs(&s), OsStr::new("b")).unwrap().unwrap();
+        assert_eq!(b.lower_dirs, vec![(1, PathBuf::from("a"))]);
+    }
+}

@@ -1,0 +1,337 @@
+//! The inode table: ino -> node (names it is reachable by, where its data lives), lookup
+//! counts and forget, and the mapping from real files to stable inode numbers.
+//!
+//! Inode numbers are derived from the real file: `((fs_index + 1) << 48) | st_ino`, so
+//! they are unique across layers and the same every time a name is looked up. A copy-up
+//! records `upper (dev, ino) -> original ino`, so copy-up never changes a file's number.
+
+use super::fasthash::FastState;
+use super::layers::Loc;
+use dashmap::DashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+pub const ROOT_INO: u64 = 1;
+const FRESH_BASE: u64 = 0x7f00_0000_0000_0000;
+const INO_MASK: u64 = (1 << 48) - 1;
+
+/// Where a node lives and by which names it is reachable.
+#[derive(Debug, Clone, Default)]
+pub struct NodeState {
+    /// (parent ino, name) pairs; empty once every name is gone (unlinked but open).
+    pub aliases: Vec<(u64, OsString)>,
+    /// Present in the upper layer at its merged path.
+    pub upper: bool,
+    /// Directories: contributing lower dirs, top-first. Others: the lower origin (<= 1).
+    pub lowers: Vec<Loc>,
+    /// The real file currently shown: (st_dev, st_ino).
+    pub backing: (u64, u64),
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub ino: u64,
+    /// S_IFMT bits; a node never changes type.
+    pub kind: u32,
+    pub state: RwLock<NodeState>,
+    pub lookups: AtomicU64,
+    /// Held while this node is being copied up (one copy, many waiters).
+    pub copy_lock: Mutex<()>,
+}
+
+impl Node {
+    pub fn is_dir(&self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+
+    /// A snapshot of the state (short read lock).
+    pub fn snap(&self) -> NodeState {
+        match self.state.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Look at the state under a short read lock, without copying it.
+    pub fn with<R>(&self, f: impl FnOnce(&NodeState) -> R) -> R {
+        match self.state.read() {
+            Ok(g) => f(&g),
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
+    pub fn update<R>(&self, f: impl FnOnce(&mut NodeState) -> R) -> R {
+        match self.state.write() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+}
+
+/// All live nodes.
+#[derive(Debug, Default)]
+pub struct NodeTable {
+    nodes: DashMap<u64, Arc<Node>, FastState>,
+    /// Real file (dev, ino) -> presented ino, for copied-up files and alias conflicts.
+    ino_map: DashMap<(u64, u64), u64, FastState>,
+    /// (parent ino, name) -> child ino, for the names the kernel knows.
+    names: DashMap<(u64, OsString), u64, FastState>,
+    fresh: AtomicU64,
+    /// Nodes dropped so far (memory goes back to the system every so often).
+    dropped: AtomicU64,
+}
+
+impl NodeTable {
+    pub fn get(&self, ino: u64) -> Option<Arc<Node>> {
+        self.nodes.get(&ino).map(|n| Arc::clone(&n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The derived inode number of a real file in filesystem `fs_index`.
+    pub fn derive(fs_index: u64, real_ino: u64) -> u64 {
+        ((fs_index + 1) << 48) | (real_ino & INO_MASK)
+    }
+
+    /// The inode number to present for a real file, without creating a node.
+    pub fn ino_for(&self, backing: (u64, u64), fs_index: u64) -> u64 {
+        if let Some(i) = self.ino_map.get(&backing) {
+            return *i;
+        }
+        let d = Self::derive(fs_index, backing.1);
+        match self.nodes.get(&d) {
+            Some(n) if n.with(|s| s.backing) != backing => {
+                // The derived number belongs to another file now (a copied-up hard link):
+                // give this one a number of its own, remembered for the mount's life.
+                let f = FRESH_BASE + self.fresh.fetch_add(1, Ordering::Relaxed);
+                *self.ino_map.entry(backing).or_insert(f)
+            }
+            _ => d,
+        }
+    }
+
+    /// Remember that `backing` is shown as `ino` (after copy-up or create).
+    pub fn map_backing(&self, backing: (u64, u64), ino: u64) {
+        self.ino_map.insert(backing, ino);
+    }
+
+    /// Forget that `backing` is shown as some ino (its next lookup derives a new one).
+    pub fn unmap_backing(&self, backing: (u64, u64)) {
+        self.ino_map.remove(&backing);
+    }
+
+    /// Detach a node from every name it had: the kernel will look the names up again.
+    pub fn drop_all_aliases(&self, ino: u64) {
+        if let Some(node) = self.get(ino) {
+            let aliases = node.update(|s| std::mem::take(&mut s.aliases));
+            for (p, n) in aliases {
+                self.names.remove_if(&(p, n), |_, v| *v == ino);
+            }
+        }
+    }
+
+    /// Find or create the node for a looked-up entry and count the lookup.
+    pub fn lookup_or_insert(
+        &self,
+        ino: u64,
+        kind: u32,
+        parent: u64,
+        name: &OsString,
+        fresh: NodeState,
+    ) -> Arc<Node> {
+        let node = self
+            .nodes
+            .entry(ino)
+            .or_insert_with(|| {
+                Arc::new(Node {
+                    ino,
+                    kind,
+                    state: RwLock::new(fresh.clone()),
+                    lookups: AtomicU64::new(0),
+                    copy_lock: Mutex::new(()),
+                })
+            })
+            .clone();
+        node.lookups.fetch_add(1, Ordering::Relaxed);
+        self.names.insert((parent, name.clone()), ino);
+        node.update(|s| {
+            if !s.aliases.iter().any(|(p, n)| *p == parent && n == name) {
+                s.aliases.push((parent, name.clone()));
+            }
+            // A lookup tells the truth about where the entry lives now.
+            if s.backing != fresh.backing && !s.upper {
+                s.upper = fresh.upper;
+                s.lowers = fresh.lowers.clone();
+                s.backing = fresh.backing;
+            }
+        });
+        node
+    }
+
+    /// Insert the root node.
+    pub fn insert_root(&self, st: NodeState) {
+        self.nodes.insert(
+            ROOT_INO,
+            Arc::new(Node {
+                ino: ROOT_INO,
+                kind: libc::S_IFDIR,
+                state: RwLock::new(st),
+                lookups: AtomicU64::new(1),
+                copy_lock: Mutex::new(()),
+            }),
+        );
+    }
+
+    /// Drop `n` lookups; the node goes away at zero.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let remove = match self.nodes.get(&ino) {
+            Some(node) => {
+                let prev = node.lookups.fetch_sub(
+                    n.min(node.lookups.load(Ordering::Relaxed)),
+                    Ordering::AcqRel,
+                );
+                prev <= n
+            }
+            None => false,
+        };
+        if remove
+            && let Some((_, node)) = self
+                .nodes
+                .remove_if(&ino, |_, node| node.lookups.load(Ordering::Acquire) == 0)
+        {
+            for (p, n) in node.snap().aliases {
+                self.names.remove_if(&(p, n), |_, v| *v == ino);
+            }
+            // After the kernel forgets a big walk, hand the freed memory back.
+            if self.dropped.fetch_add(1, Ordering::Relaxed) % 8192 == 8191 {
+                // Hash tables keep their peak capacity: shrink them once mostly empty.
+                if self.nodes.len() * 4 < self.nodes.capacity() {
+                    self.nodes.shrink_to_fit();
+                    self.names.shrink_to_fit();
+                }
+                unsafe { libc::malloc_trim(0) };
+            }
+        }
+    }
+
+    /// The merged path of a node ("" for the root), through its first alias.
+    pub fn path_of(&self, ino: u64) -> Result<PathBuf, i32> {
+        let mut names: Vec<OsString> = Vec::new();
+        let mut cur = ino;
+        let mut depth = 0;
+        while cur != ROOT_INO {
+            let node = self.get(cur).ok_or(libc::ESTALE)?;
+            let (parent, name) = node
+                .with(|s| s.aliases.first().cloned())
+                .ok_or(libc::ENOENT)?;
+            names.push(name);
+            cur = parent;
+            depth += 1;
+            if depth > 4096 {
+                return Err(libc::ELOOP);
+            }
+        }
+        let mut p = PathBuf::new();
+        for n in names.iter().rev() {
+            p.push(n);
+        }
+        Ok(p)
+    }
+
+    /// Rename bookkeeping: the alias (old_parent, old) becomes (new_parent, new).
+    pub fn rename_alias(&self, ino: u64, old: (u64, &OsString), new: (u64, &OsString)) {
+        if let Some(node) = self.get(ino) {
+            node.update(|s| {
+                s.aliases.retain(|(p, n)| !(*p == old.0 && n == old.1));
+                s.aliases.insert(0, (new.0, new.1.clone()));
+            });
+        }
+        self.names
+            .remove_if(&(old.0, old.1.clone()), |_, v| *v == ino);
+        self.names.insert((new.0, new.1.clone()), ino);
+    }
+
+    /// Unlink bookkeeping: the alias goes away.
+    pub fn drop_alias(&self, ino: u64, parent: u64, name: &OsString) {
+        if let Some(node) = self.get(ino) {
+            let gone = node.update(|s| {
+                s.aliases.retain(|(p, n)| !(*p == parent && n == name));
+                if s.aliases.is_empty() && s.upper {
+                    // The upper file is gone (or going): its real inode number may be
+                    // reused by a new file, which must not be mistaken for this node.
+                    Some(std::mem::take(&mut s.backing))
+                } else {
+                    None
+                }
+            });
+            if let Some(b) = gone {
+                self.ino_map.remove_if(&b, |_, v| *v == ino);
+            }
+        }
+        self.names
+            .remove_if(&(parent, name.clone()), |_, v| *v == ino);
+    }
+
+    /// The live child node reachable as (parent, name), if the kernel knows it.
+    pub fn child(&self, parent: u64, name: &OsString) -> Option<Arc<Node>> {
+        let ino = *self.names.get(&(parent, name.clone()))?;
+        self.get(ino)
+    }
+
+    /// Make (parent, name) the node's first name: the one its path and copy-up use.
+    pub fn promote_alias(&self, ino: u64, parent: u64, name: &OsString) {
+        if let Some(node) = self.get(ino) {
+            node.update(|s| {
+                if let Some(i) = s
+                    .aliases
+                    .iter()
+                    .position(|(p, n)| *p == parent && n == name)
+                {
+                    let a = s.aliases.remove(i);
+                    s.aliases.insert(0, a);
+                }
+            });
+        }
+    }
+
+    /// Keep only the node's first name; return the others (now unknown here).
+    pub fn split_other_aliases(&self, ino: u64) -> Vec<(u64, OsString)> {
+        let Some(node) = self.get(ino) else {
+            return Vec::new();
+        };
+        let others = node.update(|s| {
+            if s.aliases.len() > 1 {
+                s.aliases.split_off(1)
+            } else {
+                Vec::new()
+            }
+        });
+        for (p, n) in &others {
+            self.names.remove_if(&(*p, n.clone()), |_, v| *v == ino);
+        }
+        others
+    }
+
+    /// Record a new name for a node (link, create).
+    pub fn add_alias(&self, ino: u64, parent: u64, name: &OsString) {
+        if let Some(node) = self.get(ino) {
+            node.update(|s| {
+                if !s.aliases.iter().any(|(p, n)| *p == parent && n == name) {
+                    s.aliases.push((parent, name.clone()));
+                }
+            });
+            self.names.insert((parent, name.clone()), ino);
+        }
+    }
+}

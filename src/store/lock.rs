@@ -1,0 +1,66 @@
+//! The store-wide lock: an exclusive `flock(2)` on `ROOT/lock` held by every command that
+//! writes. Readers take no lock: every write is a rename, so they never see half a change.
+//! Taking the lock clears staging left behind by a writer that was killed; releasing it
+//! clears the holder's own staging.
+
+use super::layout::Layout;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+/// Held while a command writes to the store; released on drop (or process death).
+pub struct StoreLock {
+    _file: File,
+    layout: Layout,
+}
+
+impl Drop for StoreLock {
+    /// Staging never outlives the command that made it (success or failure); this runs
+    /// before the file (and so the flock) is released.
+    fn drop(&mut self) {
+        clear_tmp(&self.layout);
+    }
+}
+
+impl StoreLock {
+    /// Wait for the lock (printing a note if someone else holds it), then clean `tmp/`.
+    pub fn exclusive(layout: &Layout) -> Result<StoreLock, String> {
+        layout.ensure()?;
+        let path = layout.lock_file();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open store lock {}: {e}", path.display()))?;
+        let fd = file.as_raw_fd();
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            log::info!("waiting for the store lock {}", path.display());
+            eprintln!("layerfs: waiting for another layerfs command to finish with this store");
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+                return Err(format!(
+                    "cannot lock {}: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        let lock = StoreLock {
+            _file: file,
+            layout: layout.clone(),
+        };
+        clear_tmp(layout);
+        Ok(lock)
+    }
+}
+
+/// Remove everything under `tmp/` (only the lock holder stages there).
+pub fn clear_tmp(layout: &Layout) {
+    let tmp = layout.tmp();
+    if let Ok(rd) = std::fs::read_dir(&tmp) {
+        for e in rd.flatten() {
+            let p = e.path();
+            let _ = super::remove_tree(&p);
+        }
+    }
+}

@@ -1,0 +1,693 @@
+//! A byte-exact tar stream reader plus its tar-split record.
+//!
+//! Reading a layer tar, every byte that is not file content (headers, PAX and GNU long-name
+//! records, padding, the end-of-archive blocks and any trailing bytes) is kept in the record as
+//! a *segment*; file content is recorded only as `(name, size)` because it lives in the layer
+//! dir. [`reassemble`] walks the record and the layer dir and writes the original tar back, byte
+//! for byte, so a saved layer has the diffID it was loaded with.
+//!
+//! Record format (gzip'd JSON lines, the shape of Docker's `tar-split.json.gz`):
+//! `{"type":2,"payload":"<base64 bytes>","position":N}` for a segment and
+//! `{"type":1,"name":"path/in/layer","size":N,"position":N}` for file content.
+
+use std::io::{self, Read, Write};
+
+/// Largest file size a layer may declare (1 TiB): anything larger is a hostile header.
+pub const MAX_ENTRY_SIZE: u64 = 1 << 40;
+/// Largest PAX / GNU long-name / non-file payload kept in memory.
+pub const MAX_META_SIZE: u64 = 1 << 20;
+/// Largest trailing junk after the end-of-archive marker.
+const MAX_TRAILER: u64 = 16 << 20;
+
+/// The kinds of entry a layer tar may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    HardLink,
+    Symlink,
+    Char,
+    Block,
+    Dir,
+    Fifo,
+}
+
+/// One entry, with PAX / GNU extensions already applied.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: Vec<u8>,
+    pub link: Vec<u8>,
+    pub kind: Kind,
+    /// Permission bits including setuid/setgid/sticky (no type bits).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+    pub size: u64,
+    pub devmajor: u32,
+    pub devminor: u32,
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// Sink for the tar-split record.
+pub struct Recorder<W: Write> {
+    out: W,
+    pending: Vec<u8>,
+    position: u64,
+}
+
+impl<W: Write> Recorder<W> {
+    pub fn new(out: W) -> Self {
+        Recorder {
+            out,
+            pending: Vec::new(),
+            position: 0,
+        }
+    }
+    fn raw(&mut self, b: &[u8]) {
+        self.pending.extend_from_slice(b);
+    }
+    fn flush_segment(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let line = serde_json::json!({
+            "type": 2,
+            "payload": base64_encode(&self.pending),
+            "position": self.position,
+        });
+        writeln!(self.out, "{line}")?;
+        self.position += 1;
+        self.pending.clear();
+        Ok(())
+    }
+    fn file(&mut self, name: &[u8], size: u64) -> io::Result<()> {
+        self.flush_segment()?;
+        let line = match std::str::from_utf8(name) {
+            Ok(n) => {
+                serde_json::json!({"type": 1, "name": n, "size": size, "position": self.position})
+            }
+            Err(_) => serde_json::json!({
+                "type": 1, "name_raw": base64_encode(name), "size": size, "position": self.position
+            }),
+        };
+        writeln!(self.out, "{line}")?;
+        self.position += 1;
+        Ok(())
+    }
+    /// Write the last segment and return the sink.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.flush_segment()?;
+        Ok(self.out)
+    }
+}
+
+/// Reads a tar stream entry by entry, feeding a [`Recorder`].
+pub struct TarReader<R: Read, W: Write> {
+    r: R,
+    rec: Recorder<W>,
+    /// Content bytes of the current entry not yet read, and its padding.
+    remaining: u64,
+    padding: u64,
+    offset: u64,
+    current_is_file: bool,
+    done: bool,
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn parse_num(field: &[u8], what: &str, off: u64) -> io::Result<u64> {
+    if let Some(&first) = field.first()
+        && first & 0x80 != 0
+    {
+        // base-256: the rest is a big-endian number; negative values are refused.
+        if first & 0x40 != 0 {
+            return Err(bad(format!(
+                "negative {what} in tar header at offset {off}"
+            )));
+        }
+        let mut v: u64 = (first & 0x3f) as u64;
+        for &b in &field[1..] {
+            v = v
+                .checked_mul(256)
+                .and_then(|v| v.checked_add(b as u64))
+                .ok_or_else(|| bad(format!("absurd {what} in tar header at offset {off}")))?;
+        }
+        return Ok(v);
+    }
+    let s: Vec<u8> = field
+        .iter()
+        .copied()
+        .take_while(|b| *b != 0)
+        .filter(|b| *b != b' ')
+        .collect();
+    if s.is_empty() {
+        return Ok(0);
+    }
+    let s = std::str::from_utf8(&s)
+        .map_err(|_| bad(format!("bad {what} in tar header at offset {off}")))?;
+    u64::from_str_radix(s, 8)
+        .map_err(|_| bad(format!("bad {what} {s:?} in tar header at offset {off}")))
+}
+
+fn cstr_field(f: &[u8]) -> Vec<u8> {
+    f.iter().copied().take_while(|b| *b != 0).collect()
+}
+
+impl<R: Read, W: Write> TarReader<R, W> {
+    pub fn new(r: R, rec: Recorder<W>) -> Self {
+        TarReader {
+            r,
+            rec,
+            remaining: 0,
+            padding: 0,
+            offset: 0,
+            current_is_file: false,
+            done: false,
+        }
+    }
+
+    fn read_exact_rec(&mut self, buf: &mut [u8], record: bool) -> io::Result<()> {
+        self.r.read_exact(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                bad(format!("truncated tar stream at offset {}", self.offset))
+            } else {
+                e
+            }
+        })?;
+        self.offset += buf.len() as u64;
+        if record {
+            self.rec.raw(buf);
+        }
+        Ok(())
+    }
+
+    fn read_meta(&mut self, size: u64) -> io::Result<Vec<u8>> {
+        if size > MAX_META_SIZE {
+            return Err(bad(format!(
+                "absurd metadata size {size} in tar header at offset {}",
+                self.offset
+            )));
+        }
+        let padded = size.div_ceil(512) * 512;
+        let mut buf = vec![0u8; padded as usize];
+        self.read_exact_rec(&mut buf, true)?;
+        buf.truncate(size as usize);
+        Ok(buf)
+    }
+
+    /// Skip what is left of the current entry's content (recorded if not a file).
+    fn finish_current(&mut self) -> io::Result<()> {
+        if self.remaining > 0 {
+            if self.current_is_file {
+                let mut sink = io::sink();
+                self.copy_content(&mut sink)?;
+            } else {
+                let n = self.remaining;
+                self.remaining = 0;
+                let mut buf = vec![0u8; n as usize];
+                self.read_exact_rec(&mut buf, true)?;
+            }
+        }
+        if self.padding > 0 {
+            let mut buf = vec![0u8; self.padding as usize];
+            self.padding = 0;
+            self.read_exact_rec(&mut buf, true)?;
+        }
+        Ok(())
+    }
+
+    /// Copy the current file entry's content into `w` (exactly its size).
+    pub fn copy_content(&mut self, w: &mut dyn Write) -> io::Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        while self.remaining > 0 {
+            let want = self.remaining.min(buf.len() as u64) as usize;
+            let n = self.r.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(bad(format!(
+                    "truncated tar stream at offset {}",
+                    self.offset
+                )));
+            }
+            self.offset += n as u64;
+            self.remaining -= n as u64;
+            w.write_all(&buf[..n])?;
+        }
+        Ok(())
+    }
+
+    /// The next entry, or `None` at the end of the archive (after the trailer is recorded).
+    pub fn next_entry(&mut self) -> io::Result<Option<Entry>> {
+        self.finish_current()?;
+        if self.done {
+            return Ok(None);
+        }
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut long_link: Option<Vec<u8>> = None;
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        loop {
+            let hoff = self.offset;
+            let mut h = [0u8; 512];
+            // EOF exactly at a header boundary (no end blocks) is accepted, as GNU tar does.
+            let mut got = 0;
+            while got < 512 {
+                let n = self.r.read(&mut h[got..])?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            self.offset += got as u64;
+            self.rec.raw(&h[..got]);
+            if got == 0 && long_name.is_none() && pax.is_empty() {
+                self.done = true;
+                return Ok(None);
+            }
+            if got < 512 {
+                return Err(bad(format!("truncated tar header at offset {hoff}")));
+            }
+            if h.iter().all(|b| *b == 0) {
+                // End of archive: keep every trailing byte in the record.
+                let mut rest = Vec::new();
+                (&mut self.r).take(MAX_TRAILER + 1).read_to_end(&mut rest)?;
+                if rest.len() as u64 > MAX_TRAILER {
+                    return Err(bad("absurd amount of data after the tar end marker".into()));
+                }
+                self.offset += rest.len() as u64;
+                self.rec.raw(&rest);
+                self.done = true;
+                return Ok(None);
+            }
+            let stored = parse_num(&h[148..156], "checksum", hoff)?;
+            let mut sum: u64 = 0;
+            let mut ssum: i64 = 0;
+            for (i, b) in h.iter().enumerate() {
+                let b = if (148..156).contains(&i) { b' ' } else { *b };
+                sum += b as u64;
+                ssum += (b as i8) as i64;
+            }
+            if stored != sum && stored as i64 != ssum {
+                return Err(bad(format!(
+                    "corrupt tar header (bad checksum) at offset {hoff}"
+                )));
+            }
+            let typeflag = h[156];
+            let size = parse_num(&h[124..136], "size", hoff)?;
+            if size > MAX_ENTRY_SIZE {
+                return Err(bad(format!(
+                    "absurd entry size {size} in tar header at offset {hoff}"
+                )));
+            }
+            match typeflag {
+                b'x' => {
+                    let data = self.read_meta(size)?;
+                    pax.extend(parse_pax(&data).map_err(|m| bad(format!("{m} at offset {hoff}")))?);
+                    continue;
+                }
+                b'g' => {
+                    let _ = self.read_meta(size)?;
+                    continue;
+                }
+                b'L' => {
+                    let mut v = self.read_meta(size)?;
+                    while v.last() == Some(&0) {
+                        v.pop();
+                    }
+                    long_name = Some(v);
+                    continue;
+                }
+                b'K' => {
+                    let mut v = self.read_meta(size)?;
+                    while v.last() == Some(&0) {
+                        v.pop();
+                    }
+                    long_link = Some(v);
+                    continue;
+                }
+                _ => {}
+            }
+            let kind = match typeflag {
+                b'0' | 0 | b'7' => Kind::File,
+                b'1' => Kind::HardLink,
+                b'2' => Kind::Symlink,
+                b'3' => Kind::Char,
+                b'4' => Kind::Block,
+                b'5' => Kind::Dir,
+                b'6' => Kind::Fifo,
+                b'S' => {
+                    return Err(bad(format!(
+                        "GNU sparse file at offset {hoff} is not supported"
+                    )));
+                }
+                t => {
+                    return Err(bad(format!(
+                        "unsupported tar entry type {:?} at offset {hoff}",
+                        t as char
+                    )));
+                }
+            };
+            let ustar = &h[257..263] == b"ustar\0";
+            let mut path = cstr_field(&h[0..100]);
+            if ustar {
+                let prefix = cstr_field(&h[345..500]);
+                if !prefix.is_empty() {
+                    let mut p = prefix;
+                    p.push(b'/');
+                    p.extend_from_slice(&path);
+                    path = p;
+                }
+            }
+            if let Some(n) = long_name.take() {
+                path = n;
+            }
+            let mut link = cstr_field(&h[157..257]);
+            if let Some(l) = long_link.take() {
+                link = l;
+            }
+            let mut e = Entry {
+                path,
+                link,
+                kind,
+                mode: (parse_num(&h[100..108], "mode", hoff)? & 0o7777) as u32,
+                uid: parse_num(&h[108..116], "uid", hoff)?,
+                gid: parse_num(&h[116..124], "gid", hoff)?,
+                mtime: parse_num(&h[136..148], "mtime", hoff)? as i64,
+                mtime_nsec: 0,
+                size,
+                devmajor: parse_num(&h[329..337], "devmajor", hoff)? as u32,
+                devminor: parse_num(&h[337..345], "devminor", hoff)? as u32,
+                xattrs: Vec::new(),
+            };
+            for (k, v) in pax.drain(..) {
+                let vs = || String::from_utf8_lossy(&v).into_owned();
+                match k.as_str() {
+                    "path" => e.path = v.clone(),
+                    "linkpath" => e.link = v.clone(),
+                    "size" => {
+                        e.size = vs()
+                            .parse()
+                            .map_err(|_| bad(format!("bad PAX size at offset {hoff}")))?;
+                        if e.size > MAX_ENTRY_SIZE {
+                            return Err(bad(format!(
+                                "absurd entry size {} at offset {hoff}",
+                                e.size
+                            )));
+                        }
+                    }
+                    "uid" => {
+                        e.uid = vs()
+                            .parse()
+                            .map_err(|_| bad(format!("bad PAX uid at offset {hoff}")))?
+                    }
+                    "gid" => {
+                        e.gid = vs()
+                            .parse()
+                            .map_err(|_| bad(format!("bad PAX gid at offset {hoff}")))?
+                    }
+                    "mtime" => {
+                        let s = vs();
+                        let (sec, frac) = s.split_once('.').unwrap_or((&s, ""));
+                        e.mtime = sec.parse().unwrap_or(e.mtime);
+                        let mut f: String = frac.chars().take(9).collect();
+                        while !f.is_empty() && f.len() < 9 {
+                            f.push('0');
+                        }
+                        e.mtime_nsec = f.parse().unwrap_or(0);
+                    }
+                    _ => {
+                        if let Some(x) = k.strip_prefix("SCHILY.xattr.") {
+                            e.xattrs.push((x.to_string(), v));
+                        }
+                    }
+                }
+            }
+            let has_content = e.size > 0;
+            self.remaining = e.size;
+            self.padding = e.size.div_ceil(512) * 512 - e.size;
+            self.current_is_file = e.kind == Kind::File;
+            if self.current_is_file {
+                if has_content {
+                    self.rec.file(&e.path, e.size)?;
+                }
+            } else if e.size > MAX_META_SIZE {
+                return Err(bad(format!(
+                    "absurd size {} for a non-file entry at offset {hoff}",
+                    e.size
+                )));
+            }
+            return Ok(Some(e));
+        }
+    }
+
+    /// After `None`: the record sink and the total bytes consumed.
+    pub fn finish(self) -> io::Result<(W, u64, R)> {
+        let off = self.offset;
+        let w = self.rec.finish()?;
+        Ok((w, off, self.r))
+    }
+}
+
+/// Parse PAX extended header records `LEN KEY=VALUE\n`.
+fn parse_pax(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        if rest.iter().all(|b| *b == 0) {
+            break;
+        }
+        let sp = rest
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or("bad PAX record")?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad PAX record length")?;
+        if len <= sp + 1 || len > rest.len() {
+            return Err("bad PAX record length".into());
+        }
+        let rec = &rest[sp + 1..len];
+        let rec = rec.strip_suffix(b"\n").unwrap_or(rec);
+        let eq = rec
+            .iter()
+            .position(|b| *b == b'=')
+            .ok_or("bad PAX record")?;
+        let key = String::from_utf8_lossy(&rec[..eq]).into_owned();
+        out.push((key, rec[eq + 1..].to_vec()));
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
+/// One line of a tar-split record.
+pub enum Item {
+    Segment(Vec<u8>),
+    File { name: Vec<u8>, size: u64 },
+}
+
+/// Parse one record line.
+pub fn parse_line(line: &str) -> Result<Item, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("corrupt tar-split record: {e}"))?;
+    match v.get("type").and_then(|t| t.as_u64()) {
+        Some(2) => {
+            let p = v.get("payload").and_then(|p| p.as_str()).unwrap_or("");
+            Ok(Item::Segment(base64_decode(p)?))
+        }
+        Some(1) => {
+            let name = if let Some(n) = v.get("name").and_then(|n| n.as_str()) {
+                n.as_bytes().to_vec()
+            } else {
+                base64_decode(v.get("name_raw").and_then(|n| n.as_str()).unwrap_or(""))?
+            };
+            let size = v.get("size").and_then(|s| s.as_u64()).unwrap_or(0);
+            Ok(Item::File { name, size })
+        }
+        _ => Err("corrupt tar-split record: unknown entry type".into()),
+    }
+}
+
+/// Write the original tar back from a record and a way to open each file's content.
+pub fn reassemble(
+    record: impl io::BufRead,
+    mut open: impl FnMut(&[u8]) -> io::Result<Box<dyn Read>>,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    for line in record.lines() {
+        let line = line.map_err(|e| format!("cannot read tar-split record: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(&line)? {
+            Item::Segment(b) => out
+                .write_all(&b)
+                .map_err(|e| format!("write failed: {e}"))?,
+            Item::File { name, size } => {
+                let shown = String::from_utf8_lossy(&name).into_owned();
+                let f = open(&name).map_err(|e| format!("cannot open layer file {shown}: {e}"))?;
+                let n = io::copy(&mut f.take(size), out)
+                    .map_err(|e| format!("cannot copy layer file {shown}: {e}"))?;
+                if n != size {
+                    return Err(format!(
+                        "layer file {shown} is shorter than recorded ({n} of {size} bytes): the layer dir was modified"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+/// Decode standard base64 (padding optional).
+pub fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in s.bytes() {
+        if c == b'=' {
+            break;
+        }
+        let v = B64
+            .iter()
+            .position(|x| *x == c)
+            .ok_or("corrupt base64 in tar-split record")? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn sample_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, "etc/", &[][..]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o4755);
+        h.set_size(5);
+        h.set_uid(1000);
+        b.append_data(&mut h, "etc/hello", &b"hello"[..]).unwrap();
+        let long = format!("etc/{}", "x".repeat(150));
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(700);
+        b.append_data(&mut h, &long, &vec![7u8; 700][..]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "etc/link", "hello").unwrap();
+        b.append_pax_extensions([("SCHILY.xattr.user.a", &b"v"[..])])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o600);
+        h.set_size(0);
+        b.append_data(&mut h, "etc/empty", &[][..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn base64_round_trip() {
+        for n in 0..20 {
+            let d: Vec<u8> = (0..n).map(|i| (i * 37 + 5) as u8).collect();
+            assert_eq!(base64_decode(&base64_encode(&d)).unwrap(), d);
+        }
+        assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
+    }
+
+    #[test]
+    fn parse_and_reassemble_byte_identical() {
+        let tar = sample_tar();
+        let mut r = TarReader::new(&tar[..], Recorder::new(Vec::new()));
+        let mut files: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut seen = Vec::new();
+        while let Some(e) = r.next_entry().unwrap() {
+            seen.push((
+                String::from_utf8_lossy(&e.path).into_owned(),
+                e.kind,
+                e.mode,
+            ));
+            if e.kind == Kind::File {
+                let mut c = Vec::new();
+                r.copy_content(&mut c).unwrap();
+                files.insert(e.path.clone(), c);
+            }
+            if e.path == b"etc/empty" {
+                assert_eq!(e.xattrs, vec![("user.a".to_string(), b"v".to_vec())]);
+            }
+        }
+        let (rec, n, _) = r.finish().unwrap();
+        assert_eq!(n, tar.len() as u64);
+        assert_eq!(seen[1], ("etc/hello".into(), Kind::File, 0o4755));
+        assert_eq!(seen[2].0.len(), 154);
+        let mut out = Vec::new();
+        reassemble(
+            &rec[..],
+            |name| Ok(Box::new(io::Cursor::new(files[name].clone())) as Box<dyn Read>),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, tar);
+    }
+
+    #[test]
+    fn truncated_and_corrupt() {
+        let tar = sample_tar();
+        let cut = &tar[..1100];
+        let mut r = TarReader::new(cut, Recorder::new(Vec::new()));
+        let mut err = None;
+        loop {
+            match r.next_entry() {
+                Ok(Some(e)) if e.kind == Kind::File => {
+                    if let Err(x) = r.copy_content(&mut io::sink()) {
+                        err = Some(x);
+                        break;
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(x) => {
+                    err = Some(x);
+                    break;
+                }
+            }
+        }
+        assert!(err.unwrap().to_string().contains("truncated"));
+        let mut bad_tar = tar.clone();
+        bad_tar[10] ^= 0x55;
+        let mut r = TarReader::new(&bad_tar[..], Recorder::new(Vec::new()));
+        assert!(r.next_entry().unwrap_err().to_string().contains("checksum"));
+    }
+}
