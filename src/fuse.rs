@@ -77,6 +77,13 @@ impl LayerFs {
         }
     }
 
+    /// How long the kernel may cache a name and its attributes: not at all for a name
+    /// whose binding may change without a request on it (`Attr::shared_lower`).
+    fn entry_ttl(&self, a: &Attr) -> &Duration {
+        const NONE: Duration = Duration::ZERO;
+        if a.shared_lower { &NONE } else { &self.ttl }
+    }
+
     /// Reply to an open: passthrough when allowed and consistent with other opens of
     /// the inode, else through the daemon.
     fn reply_open(&self, ino: u64, fh: u64, upper: bool, reply: ReplyOpen) {
@@ -154,35 +161,22 @@ impl LayerFs {
         }
     }
 
-    /// Tell the kernel what a request changed as a side effect, before it is answered.
-    /// Attribute invalidations (negative offset: no page-cache work, no inode lock) go
-    /// out at once, so the caller's next stat sees them; dentry invalidations need the
-    /// directory locks the kernel may hold until this request is answered, so another
-    /// thread sends them.
+    /// Tell the kernel which cached attributes a request changed as a side effect, before
+    /// it is answered, so the caller's next stat sees them (negative offset: no page-cache
+    /// work, no inode lock). Names are never invalidated: those whose binding can change
+    /// behind the kernel's back are not cached at all (`Attr::shared_lower`).
     fn flush_invalidations(&self) {
-        let names = self.fs.take_invalidations();
         let inodes = self.fs.take_inode_invalidations();
-        if names.is_empty() && inodes.is_empty() {
+        if inodes.is_empty() {
             return;
         }
-        let Some(n) = self.notifier.get().cloned() else {
+        let Some(n) = self.notifier.get() else {
             return;
         };
         for ino in inodes {
             if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
                 log::debug!("inval_inode {ino:#x}: {e}");
             }
-        }
-        if !names.is_empty() {
-            let _ = std::thread::Builder::new()
-                .name("inval".into())
-                .spawn(move || {
-                    for (parent, name) in names {
-                        if let Err(e) = n.inval_entry(INodeNo(parent), &name) {
-                            log::debug!("inval_entry {name:?}: {e}");
-                        }
-                    }
-                });
         }
     }
 
@@ -196,7 +190,7 @@ impl LayerFs {
 
     fn reply_entry(&self, r: Result<Attr, i32>, reply: ReplyEntry) {
         match r {
-            Ok(a) => reply.entry(&self.ttl, &self.attr(&a), Generation(0)),
+            Ok(a) => reply.entry(self.entry_ttl(&a), &self.attr(&a), Generation(0)),
             Err(e) => reply.error(Errno::from_i32(e)),
         }
     }
@@ -608,7 +602,7 @@ impl Filesystem for LayerFs {
                 INodeNo(a.ino),
                 (i + 1) as u64,
                 &e.name,
-                &self.ttl,
+                self.entry_ttl(&a),
                 &self.attr(&a),
                 Generation(0),
             );

@@ -262,9 +262,9 @@ impl OverlayFs {
         });
         // A lower file with several names: only this name now leads to the copy (kernel
         // overlayfs without an index breaks the link the same way). The other names go
-        // back to the lower file; the kernel must look them up again.
-        let others = self.nodes.split_other_aliases(node.ino);
-        self.queue_invalidations(others);
+        // back to the lower file: the kernel never cached them (`Attr::shared_lower`), so
+        // its next walk through one looks it up again and finds the lower file.
+        self.nodes.split_other_aliases(node.ino);
         if kind == libc::S_IFDIR && ust.st_ino != sst.st_ino {
             // Upper + lower: a merged directory now, whose nlink reads 1.
             self.queue_inode_invalidation(node.ino);

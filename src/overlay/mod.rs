@@ -31,7 +31,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Result with an errno.
@@ -82,6 +82,12 @@ pub struct Attr {
     pub atime: (i64, i64),
     pub mtime: (i64, i64),
     pub ctime: (i64, i64),
+    /// A lower non-directory with several names (a hard link). Copying it up through one
+    /// name splits it (the other names keep the lower file, as in kernel overlayfs
+    /// without an index), so which inode a name leads to can change without any request
+    /// on that name: the kernel must not cache such a name, or it would keep using the
+    /// old binding until an asynchronous invalidation lands.
+    pub shared_lower: bool,
 }
 
 /// An open file.
@@ -131,12 +137,12 @@ pub struct OverlayFs {
     privileged: bool,
     /// Read override_stat xattrs (unprivileged mounts, where ownership lives there).
     use_override: bool,
-    /// Names whose kernel dentries must be dropped (they now lead elsewhere); the FUSE
-    /// adapter sends the invalidations outside the request that queued them.
-    pending_inval: Mutex<Vec<(u64, OsString)>>,
     /// Inodes whose cached attributes went stale by a side effect (a directory that a
-    /// copy-up made a merged one reports nlink 1 from then on).
-    pending_inval_inodes: Mutex<Vec<u64>>,
+    /// copy-up made a merged one reports nlink 1 from then on), with the thread whose
+    /// request caused it: that request's reply must wait for them, not another's.
+    pending_inval_inodes: Mutex<Vec<(std::thread::ThreadId, u64)>>,
+    /// Length of `pending_inval_inodes`, read without its lock (almost always 0).
+    pending_inval_count: AtomicUsize,
 }
 
 fn stat_time(s: i64, ns: i64) -> (i64, i64) {
@@ -238,8 +244,8 @@ impl OverlayFs {
             ids: cfg.ids,
             privileged,
             use_override: sys::geteuid() != 0 || !privileged,
-            pending_inval: Mutex::new(Vec::new()),
             pending_inval_inodes: Mutex::new(Vec::new()),
+            pending_inval_count: AtomicUsize::new(0),
         };
         fs.init_root().map_err(|e| {
             format!(
@@ -343,7 +349,11 @@ impl OverlayFs {
         } else {
             None
         };
-        Ok(self.present(node_ino, st, over, merged_dir))
+        let mut a = self.present(node_ino, st, over, merged_dir);
+        a.shared_lower = self.stack.is_lower(loc.0)
+            && st.st_mode & libc::S_IFMT != libc::S_IFDIR
+            && st.st_nlink > 1;
+        Ok(a)
     }
 
     /// Apply an ownership override and id mapping to a real stat.
@@ -387,6 +397,7 @@ impl OverlayFs {
             atime: stat_time(st.st_atime, st.st_atime_nsec),
             mtime: stat_time(st.st_mtime, st.st_mtime_nsec),
             ctime: stat_time(st.st_ctime, st.st_ctime_nsec),
+            shared_lower: false,
         }
     }
 
@@ -481,9 +492,8 @@ impl OverlayFs {
             lowers,
             backing,
         };
-        let node = self
-            .nodes
-            .lookup_or_insert(ino, kind, parent, &name.to_os_string(), fresh);
+        let name = name.to_os_string();
+        let node = self.nodes.lookup_or_insert(ino, kind, parent, &name, fresh);
         let merged = node.with(|s| Self::is_merged_dir(s, kind));
         let loc = self.loc_of(&node).unwrap_or_else(|_| f.top.clone());
         let attr = if loc == f.top {
@@ -492,6 +502,12 @@ impl OverlayFs {
             let s = sys::lstat_at(self.stack.layers[loc.0].fd(), &loc.1).map_err(eno)?;
             self.attr_from(node.ino, &s, &loc, merged)?
         };
+        if attr.shared_lower {
+            // The kernel asks again on every path walk through this name (see
+            // `Attr::shared_lower`): the name it used last is the one a following
+            // open-for-write or setattr copies up through, as with kernel overlayfs.
+            self.nodes.promote_alias(node.ino, parent, &name);
+        }
         Ok((node, attr))
     }
 
@@ -666,37 +682,36 @@ impl OverlayFs {
         self.handles.remove(&fh);
     }
 
-    /// Names the kernel should forget (see `pending_inval`).
-    pub fn take_invalidations(&self) -> Vec<(u64, OsString)> {
-        match self.pending_inval.lock() {
-            Ok(mut g) => std::mem::take(&mut *g),
-            Err(p) => std::mem::take(&mut *p.into_inner()),
-        }
-    }
-
-    /// Inodes whose attributes the kernel should fetch again.
+    /// Inodes whose attributes the kernel should fetch again, queued by the request
+    /// this thread is serving.
     pub fn take_inode_invalidations(&self) -> Vec<u64> {
-        match self.pending_inval_inodes.lock() {
-            Ok(mut g) => std::mem::take(&mut *g),
-            Err(p) => std::mem::take(&mut *p.into_inner()),
+        if self.pending_inval_count.load(Ordering::Acquire) == 0 {
+            return Vec::new();
         }
+        let me = std::thread::current().id();
+        let mut g = match self.pending_inval_inodes.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut mine = Vec::new();
+        g.retain(|&(t, ino)| {
+            if t == me {
+                mine.push(ino);
+            }
+            t != me
+        });
+        self.pending_inval_count.store(g.len(), Ordering::Release);
+        mine
     }
 
     pub(crate) fn queue_inode_invalidation(&self, ino: u64) {
-        match self.pending_inval_inodes.lock() {
-            Ok(mut g) => g.push(ino),
-            Err(p) => p.into_inner().push(ino),
-        }
-    }
-
-    pub(crate) fn queue_invalidations(&self, names: Vec<(u64, OsString)>) {
-        if names.is_empty() {
-            return;
-        }
-        match self.pending_inval.lock() {
-            Ok(mut g) => g.extend(names),
-            Err(p) => p.into_inner().extend(names),
-        }
+        let me = std::thread::current().id();
+        let mut g = match self.pending_inval_inodes.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.push((me, ino));
+        self.pending_inval_count.store(g.len(), Ordering::Release);
     }
 
     /// Does the node show its upper copy now?

@@ -305,10 +305,10 @@ impl NodeTable {
         }
     }
 
-    /// Keep only the node's first name; return the others (now unknown here).
-    pub fn split_other_aliases(&self, ino: u64) -> Vec<(u64, OsString)> {
+    /// Keep only the node's first name; the others become unknown here.
+    pub fn split_other_aliases(&self, ino: u64) {
         let Some(node) = self.get(ino) else {
-            return Vec::new();
+            return;
         };
         let others = node.update(|s| {
             if s.aliases.len() > 1 {
@@ -317,10 +317,9 @@ impl NodeTable {
                 Vec::new()
             }
         });
-        for (p, n) in &others {
-            self.names.remove_if(&(*p, n.clone()), |_, v| *v == ino);
+        for (p, n) in others {
+            self.names.remove_if(&(p, n), |_, v| *v == ino);
         }
-        others
     }
 
     /// Record a new name for a node (link, create).
