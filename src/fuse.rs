@@ -204,6 +204,25 @@ fn to_time((s, ns): (i64, i64)) -> SystemTime {
     }
 }
 
+/// The attributes sent with a negative entry (ignored by the kernel: node id 0).
+const NEGATIVE: FileAttr = FileAttr {
+    ino: INodeNo(0),
+    size: 0,
+    blocks: 0,
+    atime: UNIX_EPOCH,
+    mtime: UNIX_EPOCH,
+    ctime: UNIX_EPOCH,
+    crtime: UNIX_EPOCH,
+    kind: FileType::RegularFile,
+    perm: 0,
+    nlink: 0,
+    uid: 0,
+    gid: 0,
+    rdev: 0,
+    blksize: 0,
+    flags: 0,
+};
+
 fn kind_of(mode: u32) -> FileType {
     match mode & libc::S_IFMT {
         libc::S_IFDIR => FileType::Directory,
@@ -284,7 +303,15 @@ impl Filesystem for LayerFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.reply_entry(self.fs.lookup(parent.0, name), reply);
+        match self.fs.lookup(parent.0, name) {
+            // A name that is not there stays absent until a request through this mount
+            // creates it (the layers below do not change under a mount, and every change
+            // layerfs makes goes through the kernel's dentry cache), so the kernel may
+            // cache the miss: node id 0 with a timeout is a negative entry. Creation with
+            // O_EXCL, mkdir, mknod and rename targets revalidate it anyway.
+            Err(libc::ENOENT) => reply.entry(&self.ttl, &NEGATIVE, Generation(0)),
+            r => self.reply_entry(r, reply),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {

@@ -339,3 +339,79 @@ fn scenario_symlink_in_lower_followed() {
     d.ok("readlink sym still", |m| fs::read_link(m.join("sym")));
     d.finish();
 }
+
+/// Every way a missing name can come into being through the mount, each right after the
+/// name was looked up and found absent (layerfs lets the kernel cache such misses).
+#[test]
+fn scenario_names_found_absent_then_created() {
+    use std::io::Write;
+    use std::os::unix::fs::symlink;
+    let mut d = Diff::std();
+    let absent = |m: &Path, names: &[&str]| -> io::Result<Vec<bool>> {
+        Ok(names
+            .iter()
+            .map(|n| m.join(n).symlink_metadata().is_ok())
+            .collect())
+    };
+    let probed = [
+        "n/excl",
+        "n/creat",
+        "n/dir",
+        "n/fifo",
+        "n/sym",
+        "n/link",
+        "n/renamed",
+        "n/exch",
+        "gone",
+        "gonedir",
+        "b/x.new",
+        "a/sub/deeper",
+    ];
+    d.ok("mkdir n", |m| fs::create_dir(m.join("n")));
+    for _ in 0..2 {
+        d.ok("probe every name twice", |m| absent(m, &probed));
+    }
+    d.ok("create each name by a different call", |m| {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(m.join("n/excl"))?
+            .write_all(b"excl\n")?;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(m.join("n/creat"))?
+            .write_all(b"creat\n")?;
+        fs::create_dir(m.join("n/dir"))?;
+        sys::mkfifo(&m.join("n/fifo"))?;
+        symlink("excl", m.join("n/sym"))?;
+        fs::hard_link(m.join("n/excl"), m.join("n/link"))?;
+        fs::rename(m.join("n/creat"), m.join("n/renamed"))?;
+        fs::write(m.join("gone"), b"back\n")?;
+        fs::create_dir(m.join("gonedir"))?;
+        fs::write(m.join("b/x.new"), b"new\n")?;
+        fs::create_dir(m.join("a/sub/deeper"))
+    });
+    d.ok("probe again", |m| absent(m, &probed));
+    let r = d.op("exchange with a name found absent: ENOENT", |m| {
+        sys::renameat2(&m.join("n/excl"), &m.join("n/exch"), libc::RENAME_EXCHANGE)
+    });
+    assert_eq!(r, Err("ENOENT".to_string()));
+    d.ok("read back", |m| {
+        Ok((
+            fs::read(m.join("n/link"))?,
+            fs::read(m.join("n/renamed"))?,
+            fs::read(m.join("gone"))?,
+            names(&m.join("gonedir"))?,
+            fs::read_link(m.join("n/sym"))?,
+        ))
+    });
+    d.ok("unlink, probe, create again", |m| {
+        fs::remove_file(m.join("n/excl"))?;
+        let gone = m.join("n/excl").symlink_metadata().is_err();
+        fs::write(m.join("n/excl"), b"again\n")?;
+        Ok((gone, fs::read(m.join("n/excl"))?))
+    });
+    d.finish();
+}
