@@ -77,8 +77,8 @@ impl LayerFs {
         }
     }
 
-    /// How long the kernel may cache a name and its attributes: not at all for a name
-    /// whose binding may change without a request on it (`Attr::shared_lower`).
+    /// How long the kernel may cache a name: not at all for a name whose binding may
+    /// change without a request on it (`Attr::shared_lower`).
     fn entry_ttl(&self, a: &Attr) -> &Duration {
         const NONE: Duration = Duration::ZERO;
         if a.shared_lower { &NONE } else { &self.ttl }
@@ -190,7 +190,11 @@ impl LayerFs {
 
     fn reply_entry(&self, r: Result<Attr, i32>, reply: ReplyEntry) {
         match r {
-            Ok(a) => reply.entry(self.entry_ttl(&a), &self.attr(&a), Generation(0)),
+            // Attributes of a hard-linked name stay cacheable: the inode keeps them (the
+            // copy is the same inode; the other names get new ones).
+            Ok(a) => {
+                reply.entry_with_ttls(&self.ttl, self.entry_ttl(&a), &self.attr(&a), Generation(0))
+            }
             Err(e) => reply.error(Errno::from_i32(e)),
         }
     }
