@@ -9,7 +9,7 @@
 //!    |     |
 //!   mount/      MountPlan + mount options -> a running FUSE session (daemon, signals)
 //!    |
-//!   fuse.rs     thin adapter: fuser::Filesystem over overlay::OverlayFs
+//!   fuse/       thin adapter: fuser::Filesystem over overlay::OverlayFs
 //!    |
 //!   overlay/    the union filesystem semantics, free of fuser types
 //!    |

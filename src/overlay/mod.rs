@@ -18,6 +18,7 @@ pub mod fileops;
 pub mod layers;
 pub mod nodes;
 pub mod ownership;
+mod pending;
 pub mod whiteout;
 
 use crate::sys;
@@ -31,7 +32,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Result with an errno.
@@ -138,11 +139,8 @@ pub struct OverlayFs {
     /// Read override_stat xattrs (unprivileged mounts, where ownership lives there).
     use_override: bool,
     /// Inodes whose cached attributes went stale by a side effect (a directory that a
-    /// copy-up made a merged one reports nlink 1 from then on), with the thread whose
-    /// request caused it: that request's reply must wait for them, not another's.
-    pending_inval_inodes: Mutex<Vec<(std::thread::ThreadId, u64)>>,
-    /// Length of `pending_inval_inodes`, read without its lock (almost always 0).
-    pending_inval_count: AtomicUsize,
+    /// copy-up made a merged one reports nlink 1 from then on).
+    pending_inval: pending::PerRequest<u64>,
 }
 
 fn stat_time(s: i64, ns: i64) -> (i64, i64) {
@@ -244,8 +242,7 @@ impl OverlayFs {
             ids: cfg.ids,
             privileged,
             use_override: sys::geteuid() != 0 || !privileged,
-            pending_inval_inodes: Mutex::new(Vec::new()),
-            pending_inval_count: AtomicUsize::new(0),
+            pending_inval: pending::PerRequest::default(),
         };
         fs.init_root().map_err(|e| {
             format!(
@@ -685,33 +682,11 @@ impl OverlayFs {
     /// Inodes whose attributes the kernel should fetch again, queued by the request
     /// this thread is serving.
     pub fn take_inode_invalidations(&self) -> Vec<u64> {
-        if self.pending_inval_count.load(Ordering::Acquire) == 0 {
-            return Vec::new();
-        }
-        let me = std::thread::current().id();
-        let mut g = match self.pending_inval_inodes.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let mut mine = Vec::new();
-        g.retain(|&(t, ino)| {
-            if t == me {
-                mine.push(ino);
-            }
-            t != me
-        });
-        self.pending_inval_count.store(g.len(), Ordering::Release);
-        mine
+        self.pending_inval.take()
     }
 
     pub(crate) fn queue_inode_invalidation(&self, ino: u64) {
-        let me = std::thread::current().id();
-        let mut g = match self.pending_inval_inodes.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        g.push((me, ino));
-        self.pending_inval_count.store(g.len(), Ordering::Release);
+        self.pending_inval.push(ino);
     }
 
     /// Does the node show its upper copy now?

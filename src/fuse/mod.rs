@@ -2,22 +2,25 @@
 //! converts arguments, calls the overlay, and replies. The one piece of state kept here
 //! is FUSE passthrough bookkeeping (one backing file per inode while it is open).
 
+mod convert;
+
 use crate::overlay::fileops::SetAttr;
 use crate::overlay::{Attr, Ctx, OverlayFs};
 use crate::sys;
+use convert::{NEGATIVE, dtype_kind, err, file_attr, time_arg};
 use dashmap::DashMap;
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// One passthrough backing file shared by every open of an inode.
 struct Backing {
@@ -54,26 +57,6 @@ impl LayerFs {
             passthrough: AtomicBool::new(false),
             backings: DashMap::new(),
             fh_backing: DashMap::new(),
-        }
-    }
-
-    fn attr(&self, a: &Attr) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(a.ino),
-            size: a.size,
-            blocks: a.blocks,
-            atime: to_time(a.atime),
-            mtime: to_time(a.mtime),
-            ctime: to_time(a.ctime),
-            crtime: UNIX_EPOCH,
-            kind: kind_of(a.mode),
-            perm: (a.mode & 0o7777) as u16,
-            nlink: a.nlink,
-            uid: a.uid,
-            gid: a.gid,
-            rdev: a.rdev as u32,
-            blksize: a.blksize,
-            flags: 0,
         }
     }
 
@@ -193,85 +176,11 @@ impl LayerFs {
             // Attributes of a hard-linked name stay cacheable: the inode keeps them (the
             // copy is the same inode; the other names get new ones).
             Ok(a) => {
-                reply.entry_with_ttls(&self.ttl, self.entry_ttl(&a), &self.attr(&a), Generation(0))
+                reply.entry_with_ttls(&self.ttl, self.entry_ttl(&a), &file_attr(&a), Generation(0))
             }
             Err(e) => reply.error(Errno::from_i32(e)),
         }
     }
-}
-
-fn to_time((s, ns): (i64, i64)) -> SystemTime {
-    if s >= 0 {
-        UNIX_EPOCH + Duration::new(s as u64, ns as u32)
-    } else {
-        UNIX_EPOCH - Duration::new((-s) as u64, 0) + Duration::new(0, ns as u32)
-    }
-}
-
-/// The attributes sent with a negative entry (ignored by the kernel: node id 0).
-const NEGATIVE: FileAttr = FileAttr {
-    ino: INodeNo(0),
-    size: 0,
-    blocks: 0,
-    atime: UNIX_EPOCH,
-    mtime: UNIX_EPOCH,
-    ctime: UNIX_EPOCH,
-    crtime: UNIX_EPOCH,
-    kind: FileType::RegularFile,
-    perm: 0,
-    nlink: 0,
-    uid: 0,
-    gid: 0,
-    rdev: 0,
-    blksize: 0,
-    flags: 0,
-};
-
-fn kind_of(mode: u32) -> FileType {
-    match mode & libc::S_IFMT {
-        libc::S_IFDIR => FileType::Directory,
-        libc::S_IFLNK => FileType::Symlink,
-        libc::S_IFCHR => FileType::CharDevice,
-        libc::S_IFBLK => FileType::BlockDevice,
-        libc::S_IFIFO => FileType::NamedPipe,
-        libc::S_IFSOCK => FileType::Socket,
-        _ => FileType::RegularFile,
-    }
-}
-
-fn dtype_kind(d: u8) -> FileType {
-    match d {
-        libc::DT_DIR => FileType::Directory,
-        libc::DT_LNK => FileType::Symlink,
-        libc::DT_CHR => FileType::CharDevice,
-        libc::DT_BLK => FileType::BlockDevice,
-        libc::DT_FIFO => FileType::NamedPipe,
-        libc::DT_SOCK => FileType::Socket,
-        _ => FileType::RegularFile,
-    }
-}
-
-fn time_arg(t: Option<TimeOrNow>) -> Option<sys::Time> {
-    t.map(|t| match t {
-        TimeOrNow::Now => sys::Time::Now,
-        TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
-            Ok(d) => sys::Time::At(d.as_secs() as i64, d.subsec_nanos() as i64),
-            Err(e) => {
-                let d = e.duration();
-                let mut s = -(d.as_secs() as i64);
-                let mut ns = -(d.subsec_nanos() as i64);
-                if ns < 0 {
-                    s -= 1;
-                    ns += 1_000_000_000;
-                }
-                sys::Time::At(s, ns)
-            }
-        },
-    })
-}
-
-fn err(e: i32) -> Errno {
-    Errno::from_i32(e)
 }
 
 /// getxattr/listxattr replies: size 0 asks for the length; a short buffer is ERANGE.
@@ -324,7 +233,7 @@ impl Filesystem for LayerFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(a) => reply.attr(&self.ttl, &self.attr(&a)),
+            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -360,7 +269,7 @@ impl Filesystem for LayerFs {
             .setattr(&Self::ctx(req, 0), ino.0, fh.map(|f| f.0), a);
         self.flush_invalidations();
         match r {
-            Ok(a) => reply.attr(&self.ttl, &self.attr(&a)),
+            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -634,7 +543,7 @@ impl Filesystem for LayerFs {
                 (i + 1) as u64,
                 &e.name,
                 self.entry_ttl(&a),
-                &self.attr(&a),
+                &file_attr(&a),
                 Generation(0),
             );
             if full {
@@ -742,7 +651,7 @@ impl Filesystem for LayerFs {
         self.flush_invalidations();
         match r {
             Ok((a, o)) => {
-                let attr = self.attr(&a);
+                let attr = file_attr(&a);
                 if self.passthrough.load(Ordering::Relaxed) {
                     let r = self.attach_backing(a.ino, o.fh, true, |f| reply.open_backing(f));
                     if let Ok(true) = r
