@@ -455,8 +455,8 @@ fn rel_str(p: &Path) -> String {
     format!("/{}", p.display())
 }
 
-/// Walk the upper dir (layer 0) and report changes against the lower stack.
-fn diff_dir(stack: &Stack, lower: &Stack, rel: &Path, out: &mut Vec<Change>) -> Result<(), String> {
+/// The names in directory `rel` of the upper dir (layer 0).
+fn upper_names(stack: &Stack, rel: &Path) -> Result<Vec<std::ffi::OsString>, String> {
     let fd = sys::open_at(
         stack.layers[0].as_fd(),
         rel,
@@ -464,7 +464,12 @@ fn diff_dir(stack: &Stack, lower: &Stack, rel: &Path, out: &mut Vec<Change>) -> 
         0,
     )
     .map_err(|e| format!("cannot open {}: {e}", stack.paths[0].join(rel).display()))?;
-    for name in super::unpack::list_dir(fd.as_fd())? {
+    super::unpack::list_dir(fd.as_fd())
+}
+
+/// Walk the upper dir (layer 0) and report changes against the lower stack.
+fn diff_dir(stack: &Stack, lower: &Stack, rel: &Path, out: &mut Vec<Change>) -> Result<(), String> {
+    for name in upper_names(stack, rel)? {
         let p = rel.join(&name);
         match whiteout::classify_name(&name) {
             NameClass::OpaqueMarker => continue,
@@ -540,14 +545,7 @@ fn upper_to_tar<W: std::io::Write>(
     t: &mut TarOut<W>,
 ) -> Result<(), String> {
     let up = stack.layers[0].as_fd();
-    let fd = sys::open_at(
-        up,
-        rel,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-        0,
-    )
-    .map_err(|e| format!("cannot open {}: {e}", stack.paths[0].join(rel).display()))?;
-    for name in super::unpack::list_dir(fd.as_fd())? {
+    for name in upper_names(stack, rel)? {
         let p = rel.join(&name);
         match whiteout::classify_name(&name) {
             NameClass::OpaqueMarker => {

@@ -276,6 +276,20 @@ impl Extractor {
         }
     }
 
+    /// An empty 0600 file at `name` in `dir`, replacing whatever was there: the `.wh.`
+    /// forms of whiteouts and opaque markers that an unprivileged store keeps.
+    fn marker_file(&self, dir: BorrowedFd<'_>, name: &Path) -> Result<(), String> {
+        self.remove_existing(dir, name)?;
+        sys::open_at(
+            dir,
+            name,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            0o600,
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
+    }
+
     /// Remove whatever is at `name` in `dir` (a whole tree if a directory).
     fn remove_existing(&self, dir: BorrowedFd<'_>, name: &Path) -> Result<(), String> {
         let st = match sys::lstat_at(dir, name) {
@@ -338,14 +352,8 @@ impl Extractor {
                     )
                     .map_err(|er| ctx(format!("cannot mark directory opaque: {er}")))?;
                 } else {
-                    self.remove_existing(pfd, name)?;
-                    sys::open_at(
-                        pfd,
-                        name,
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                        0o600,
-                    )
-                    .map_err(|er| ctx(format!("cannot create opaque marker: {er}")))?;
+                    self.marker_file(pfd, name)
+                        .map_err(|er| ctx(format!("cannot create opaque marker: {er}")))?;
                     let _ = sys::set_xattr_at(
                         pfd,
                         Path::new(""),
@@ -368,14 +376,8 @@ impl Extractor {
                     sys::mknod_at(pfd, t, libc::S_IFCHR, 0)
                         .map_err(|er| ctx(format!("cannot create whiteout: {er}")))?;
                 } else {
-                    self.remove_existing(pfd, name)?;
-                    sys::open_at(
-                        pfd,
-                        name,
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                        0o600,
-                    )
-                    .map_err(|er| ctx(format!("cannot create whiteout: {er}")))?;
+                    self.marker_file(pfd, name)
+                        .map_err(|er| ctx(format!("cannot create whiteout: {er}")))?;
                 }
                 return Ok(());
             }
