@@ -193,6 +193,8 @@ impl Stack {
         let mut abs: Option<PathBuf> = None;
         let mut next_layer = 0;
         let mut idx = 0;
+        // An opaque directory on an absolute redirect's way: this layer is the last.
+        let mut stop_after = false;
         loop {
             let (layer, dir, leaf) = if let Some(p) = &abs {
                 if next_layer >= self.layers.len() {
@@ -204,7 +206,13 @@ impl Stack {
                     Some(n) => n.to_os_string(),
                     None => break,
                 };
-                (l, p.parent().unwrap_or(Path::new("")).to_path_buf(), leaf)
+                let dir = p.parent().unwrap_or(Path::new("")).to_path_buf();
+                let (blocked, stop) = self.redirect_ancestors(l, &dir)?;
+                if blocked {
+                    break;
+                }
+                stop_after = stop;
+                (l, dir, leaf)
             } else {
                 if idx >= parent_dirs.len() {
                     break;
@@ -219,6 +227,7 @@ impl Stack {
                 (l, d, cur_name.clone())
             };
             match self.probe(layer, &dir, &leaf)? {
+                Probe::Absent if stop_after => break,
                 Probe::Absent => continue,
                 Probe::Whiteout | Probe::Blocked => break,
                 Probe::Entry(st) => {
@@ -265,10 +274,35 @@ impl Stack {
                             cur_name = OsStr::from_bytes(&r).to_os_string();
                         }
                     }
+                    if stop_after {
+                        break;
+                    }
                 }
             }
         }
         Ok(found)
+    }
+
+    /// Kernel overlayfs follows an absolute redirect one component at a time in each
+    /// lower layer: a whiteout or a non-directory on the way ends the search in that
+    /// layer and below (`blocked`), an opaque directory on the way lets this layer count
+    /// but ends the search after it (`stop_after`). Returns (blocked, stop_after) for the
+    /// ancestors `dir` of the redirected name in `layer`.
+    fn redirect_ancestors(&self, layer: usize, dir: &Path) -> io::Result<(bool, bool)> {
+        let l = &self.layers[layer];
+        let mut prefix = PathBuf::new();
+        let mut stop_after = false;
+        for c in dir.components() {
+            prefix.push(c);
+            match sys::lstat_at(l.fd(), &prefix) {
+                Ok(st) if !s_isdir(st.st_mode) => return Ok((true, stop_after)),
+                Ok(_) => stop_after |= self.dir_markers(&(layer, prefix.clone()))?.0,
+                // Not in this layer: the layer has nothing here, the ones below may.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok((false, stop_after)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((false, stop_after))
     }
 
     /// Merge the listing of a directory made of `dirs` (top-first; the first may be the
@@ -502,6 +536,25 @@ mod tests {
         let f = s.resolve(&root_dirs(&s), OsStr::new("d")).unwrap().unwrap();
         assert!(!s_isdir(f.stat.st_mode));
         assert!(f.lower_dirs.is_empty());
+    }
+
+    #[test]
+    fn absolute_redirect_stops_below_an_opaque_ancestor() {
+        // reduced from randomized seed 480306020: `old` is opaque in the middle layer, so
+        // the redirect to /old/dir finds the middle layer's old/dir and nothing below it.
+        let (_t, s) = stack(&[
+            &[("new/place", "redirect:/old/dir")],
+            &[("old", "opaque"), ("old/dir/x", "1")],
+            &[("old/dir/y", "2")],
+        ]);
+        let new = s
+            .resolve(&root_dirs(&s), OsStr::new("new"))
+            .unwrap()
+            .unwrap();
+        let mut pd = vec![new.top.clone()];
+        pd.extend(new.lower_dirs.clone());
+        let place = s.resolve(&pd, OsStr::new("place")).unwrap().unwrap();
+        assert_eq!(place.lower_dirs, vec![(1, PathBuf::from("old/dir"))]);
     }
 
     #[test]
