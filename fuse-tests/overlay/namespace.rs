@@ -589,3 +589,29 @@ fn scenario_rename_between_names_of_one_lower_hard_link() {
     });
     d.finish();
 }
+
+#[test]
+fn scenario_rmdir_moved_lower_dir_in_new_dir_leaves_no_whiteout() {
+    // reduced from randomized seed 695629535: a lower directory moved into a directory
+    // that exists only in the upper layer, then removed. Nothing lower shows that name
+    // there, so no whiteout (the kernel would list a stray one in a pure upper dir).
+    let mut d = Diff::new(1, &|l| {
+        l[0].dir("m/dir").file("m/keep", b"k\n");
+    });
+    d.ok("mkdir n", |m| fs::create_dir(m.join("n")));
+    d.ok("mv m/dir n/dir", |m| {
+        fs::rename(m.join("m/dir"), m.join("n/dir"))
+    });
+    d.ok("rmdir n/dir", |m| fs::remove_dir(m.join("n/dir")));
+    d.ok("ls n, m", |m| {
+        let ls = |p: &str| -> std::io::Result<Vec<String>> {
+            let mut v: Vec<String> = fs::read_dir(m.join(p))?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<std::io::Result<_>>()?;
+            v.sort();
+            Ok(v)
+        };
+        Ok((ls("n")?, ls("m")?))
+    });
+    d.finish();
+}

@@ -346,7 +346,11 @@ fn random_operation_sequences() {
         Err(_) => 100,
     };
     let rounds: u64 = 10;
-    let per: usize = 500;
+    // LAYERFS_OPS=N shortens each round (to bisect the op a final check trips on)
+    let per: usize = std::env::var("LAYERFS_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let msg = format!(
         "random: base seed {base} ({rounds} rounds x {per} ops = {} ops; replay with LAYERFS_SEED={base})",
         rounds as usize * per

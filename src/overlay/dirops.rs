@@ -415,7 +415,10 @@ impl OverlayFs {
         let ppath = self.nodes.path_of(parent)?;
         let rel = ppath.join(name);
         let in_upper = self.stack.has_upper && f.top.0 == 0;
-        let lower_has = !in_upper || !f.lower_dirs.is_empty() || self.lower_has(&pnode, name)?;
+        // As the kernel (ovl_lower_positive): only the name in the parent's lower dirs
+        // counts, not where a redirected directory's contents came from (that origin was
+        // whited out when the directory was renamed).
+        let lower_has = !in_upper || self.lower_has(&pnode, name)?;
         let up = self.stack.layers[0].fd();
         let work = self.work()?;
         if in_upper {
