@@ -281,16 +281,8 @@ pub fn upper(root: &Path, o: SnapOpts) -> Snap {
                 // Only the presence: the same rename is spelled differently (relative or
                 // absolute, through renamed ancestors or not); what it means is checked by
                 // mounting each upper dir with the other implementation (cross-mount).
-                // A redirect to the dir's own place means nothing: the kernel leaves one
-                // behind when a rename fails after it has set the redirect (ENOTEMPTY).
-                let own_name = Path::new(&r)
-                    .file_name()
-                    .map(|n| std::os::unix::ffi::OsStrExt::as_bytes(n).to_vec());
-                let own_abs = format!("/{r}").into_bytes();
-                match sys::getxattr(&p, x) {
-                    Ok(v) if Some(&v) == own_name.as_ref() || v == own_abs => {}
-                    Ok(_) => line += " redirect",
-                    Err(_) => {}
+                if sys::getxattr(&p, x).is_ok() {
+                    line += " redirect";
                 }
             }
         }
