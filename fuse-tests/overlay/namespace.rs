@@ -615,3 +615,29 @@ fn scenario_rmdir_moved_lower_dir_in_new_dir_leaves_no_whiteout() {
     });
     d.finish();
 }
+
+#[test]
+fn scenario_rename_lower_dir_onto_nonempty_upper_dir_fails_after_copy_up() {
+    // reduced from randomized seeds 61341636 and 709113120: the kernel checks a target
+    // that exists only in the upper layer in the real rename, after it has copied the
+    // source up and written its redirect; both stay when the rename fails.
+    let mut d = Diff::new(2, &|l| {
+        l[1].file("d/x", b"x\n").file("e/y", b"y\n");
+        l[0].file("d/z", b"z\n");
+    });
+    d.ok("mkdir t, t/f", |m| {
+        fs::create_dir(m.join("t"))?;
+        fs::write(m.join("t/f"), b"f\n")
+    });
+    let r = d.op("rename d t", |m| fs::rename(m.join("d"), m.join("t")));
+    assert_eq!(r, Err("ENOTEMPTY".to_string()));
+    let r = d.op("rename e t", |m| fs::rename(m.join("e"), m.join("t")));
+    assert_eq!(r, Err("ENOTEMPTY".to_string()));
+    d.ok("nlink of d and e", |m| {
+        Ok((
+            fs::metadata(m.join("d"))?.nlink(),
+            fs::metadata(m.join("e"))?.nlink(),
+        ))
+    });
+    d.finish();
+}

@@ -489,6 +489,35 @@ impl OverlayFs {
         }
     }
 
+    /// The redirect kernel overlayfs writes on a directory with lower contents before it
+    /// tries to move it: its current place, as a name when the move stays in the parent,
+    /// else as an absolute path. Kept when the move then fails.
+    fn redirect_before_move(
+        &self,
+        node: &Node,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+    ) -> Res<()> {
+        if !node.is_dir() || self.stack.forms.xattr_prefix.is_none() {
+            return Ok(());
+        }
+        let Some(origin) = node.snap().lowers.first().cloned() else {
+            return Ok(());
+        };
+        let here = self.nodes.path_of(parent)?.join(name);
+        let samedir = parent == newparent;
+        let existing = self.stack.dir_markers(&(0, here.clone())).map_err(eno)?.1;
+        if existing.is_some_and(|r| samedir || r.starts_with(b"/")) {
+            return Ok(()); // as the kernel: a redirect that stays valid is kept
+        }
+        if samedir && origin.1 == here {
+            self.set_redirect_value(&here, name.as_bytes())
+        } else {
+            self.set_redirect(&here, &origin.1)
+        }
+    }
+
     /// RENAME with flags 0, RENAME_NOREPLACE or RENAME_EXCHANGE.
     pub fn rename(
         &self,
@@ -531,6 +560,23 @@ impl OverlayFs {
                     return Err(libc::EISDIR);
                 }
                 if ddir && !self.merged_empty(d)? {
+                    let pure_upper =
+                        self.stack.has_upper && d.top.0 == 0 && d.lower_dirs.is_empty();
+                    if pure_upper {
+                        // Kernel overlayfs leaves this check to the real rename when the
+                        // target exists only in the upper layer, after it has copied the
+                        // source up: the same side effect, so both show the same tree.
+                        self.copy_up(&pn)?;
+                        self.copy_up(&npn)?;
+                        let (snode, tmp) = self.child_node(parent, name, &sf)?;
+                        let r = self.copy_up_via(&snode, pn.ino, name).and_then(|()| {
+                            self.redirect_before_move(&snode, parent, name, newparent)
+                        });
+                        if tmp {
+                            self.nodes.forget(snode.ino, 1);
+                        }
+                        r?;
+                    }
                     return Err(libc::ENOTEMPTY);
                 }
             }
