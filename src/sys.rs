@@ -8,7 +8,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
@@ -35,6 +35,48 @@ fn check_ssize(ret: libc::ssize_t) -> io::Result<usize> {
 /// The errno of an I/O error (EIO when it carries none).
 pub fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Relative paths at least this long are walked in pieces: the kernel refuses a path of
+/// PATH_MAX (4096) bytes or more in one call, but a merged tree may be deeper than that
+/// (it is reached through directory fds, as `rm -r` and `tar` reach deep trees).
+const LONG_PATH: usize = 3072;
+
+fn is_long(rel: &Path) -> bool {
+    rel.as_os_str().len() >= LONG_PATH
+}
+
+/// Call `f(dir', rest)` where `dir'` is the directory `rel`'s leading components name
+/// (opened with `O_PATH | O_NOFOLLOW` a chunk at a time) and `rest` is short enough for
+/// one syscall.
+fn walk_long<R>(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    f: impl FnOnce(BorrowedFd<'_>, &Path) -> io::Result<R>,
+) -> io::Result<R> {
+    let mut held: Option<OwnedFd> = None;
+    let mut rest: &[u8] = rel.as_os_str().as_bytes();
+    while rest.len() >= LONG_PATH {
+        // The last '/' that keeps the chunk short; a name is at most 255 bytes, so one
+        // is always there.
+        let cut = rest[..LONG_PATH]
+            .iter()
+            .rposition(|b| *b == b'/')
+            .filter(|i| *i > 0)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENAMETOOLONG))?;
+        let chunk = Path::new(OsStr::from_bytes(&rest[..cut]));
+        let base = held.as_ref().map_or(dir, |h| h.as_fd());
+        let next = open_at(
+            base,
+            chunk,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+        )?;
+        held = Some(next);
+        rest = &rest[cut + 1..];
+    }
+    let base = held.as_ref().map_or(dir, |h| h.as_fd());
+    f(base, Path::new(OsStr::from_bytes(rest)))
 }
 
 /// A C string for a relative path; the empty path becomes ".".
@@ -67,6 +109,9 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 
 /// `fstatat(dir, rel, AT_SYMLINK_NOFOLLOW)`; the empty path stats `dir` itself.
 pub fn lstat_at(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Stat> {
+    if is_long(rel) {
+        return walk_long(dir, rel, lstat_at);
+    }
     let mut st: Stat = unsafe { std::mem::zeroed() };
     if rel.as_os_str().is_empty() {
         check(unsafe { libc::fstat(dir.as_raw_fd(), &mut st) })?;
@@ -93,6 +138,9 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
 
 /// `openat(dir, rel, flags | O_CLOEXEC, mode)`.
 pub fn open_at(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| open_at(d, p, flags, mode));
+    }
     let c = cpath(rel)?;
     let fd = check(unsafe {
         libc::openat(
@@ -106,12 +154,18 @@ pub fn open_at(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> io::Re
 }
 
 pub fn mkdir_at(dir: BorrowedFd<'_>, rel: &Path, mode: u32) -> io::Result<()> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| mkdir_at(d, p, mode));
+    }
     let c = cpath(rel)?;
     check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) })?;
     Ok(())
 }
 
 pub fn mknod_at(dir: BorrowedFd<'_>, rel: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| mknod_at(d, p, mode, rdev));
+    }
     let c = cpath(rel)?;
     check(unsafe {
         libc::mknodat(
@@ -125,6 +179,9 @@ pub fn mknod_at(dir: BorrowedFd<'_>, rel: &Path, mode: u32, rdev: u64) -> io::Re
 }
 
 pub fn symlink_at(target: &OsStr, dir: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| symlink_at(target, d, p));
+    }
     let t = cstr(target)?;
     let c = cpath(rel)?;
     check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })?;
@@ -137,6 +194,12 @@ pub fn link_at(
     newdir: BorrowedFd<'_>,
     new: &Path,
 ) -> io::Result<()> {
+    if is_long(old) {
+        return walk_long(olddir, old, |d, p| link_at(d, p, newdir, new));
+    }
+    if is_long(new) {
+        return walk_long(newdir, new, |d, p| link_at(olddir, old, d, p));
+    }
     let o = cpath(old)?;
     let n = cpath(new)?;
     check(unsafe {
@@ -153,6 +216,9 @@ pub fn link_at(
 
 /// `unlinkat`; `dir_flag` removes a directory (AT_REMOVEDIR).
 pub fn unlink_at(dir: BorrowedFd<'_>, rel: &Path, dir_flag: bool) -> io::Result<()> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| unlink_at(d, p, dir_flag));
+    }
     let c = cpath(rel)?;
     let flags = if dir_flag { libc::AT_REMOVEDIR } else { 0 };
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) })?;
@@ -170,6 +236,12 @@ pub fn rename_at(
     new: &Path,
     flags: u32,
 ) -> io::Result<()> {
+    if is_long(old) {
+        return walk_long(olddir, old, |d, p| rename_at(d, p, newdir, new, flags));
+    }
+    if is_long(new) {
+        return walk_long(newdir, new, |d, p| rename_at(olddir, old, d, p, flags));
+    }
     let o = cpath(old)?;
     let n = cpath(new)?;
     check(unsafe {
@@ -185,6 +257,9 @@ pub fn rename_at(
 }
 
 pub fn readlink_at(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<OsString> {
+    if is_long(rel) {
+        return walk_long(dir, rel, readlink_at);
+    }
     let c = cpath(rel)?;
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
     let n = check_ssize(unsafe {
@@ -201,6 +276,9 @@ pub fn readlink_at(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<OsString> {
 
 /// `fchownat(.., AT_SYMLINK_NOFOLLOW)`; `u32::MAX` leaves an id unchanged.
 pub fn chown_at(dir: BorrowedFd<'_>, rel: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| chown_at(d, p, uid, gid));
+    }
     let c = cpath(rel)?;
     let flags = if rel.as_os_str().is_empty() {
         libc::AT_EMPTY_PATH
@@ -218,6 +296,12 @@ pub fn chown_at(dir: BorrowedFd<'_>, rel: &Path, uid: u32, gid: u32) -> io::Resu
 
 /// `fchmodat` (symlinks have no mode of their own: callers skip them).
 pub fn chmod_at(dir: BorrowedFd<'_>, rel: &Path, mode: u32) -> io::Result<()> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| chmod_at(d, p, mode));
+    }
+    if rel.as_os_str().is_empty() {
+        return fchmod(dir, mode);
+    }
     let c = cpath(rel)?;
     check(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) })?;
     Ok(())
@@ -260,6 +344,9 @@ fn timespec(t: Time) -> libc::timespec {
 
 /// `utimensat(.., AT_SYMLINK_NOFOLLOW)` (symlinks included).
 pub fn utimens_at(dir: BorrowedFd<'_>, rel: &Path, atime: Time, mtime: Time) -> io::Result<()> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| utimens_at(d, p, atime, mtime));
+    }
     let times = [timespec(atime), timespec(mtime)];
     if rel.as_os_str().is_empty() {
         check(unsafe { libc::futimens(dir.as_raw_fd(), times.as_ptr()) })?;
@@ -393,6 +480,9 @@ fn listxattrat(dir: BorrowedFd<'_>, rel: &CString, buf: &mut [u8]) -> Option<io:
 
 /// Read an xattr of `rel` (no symlink following). `Ok(None)` when absent (ENODATA).
 pub fn get_xattr_at(dir: BorrowedFd<'_>, rel: &Path, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| get_xattr_at(d, p, name));
+    }
     let n = cstr(name)?;
     if rel.as_os_str().is_empty() {
         return fget_xattr(dir, name);
@@ -444,6 +534,9 @@ pub fn set_xattr_at(
     value: &[u8],
     flags: i32,
 ) -> io::Result<()> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| set_xattr_at(d, p, name, value, flags));
+    }
     let n = cstr(name)?;
     let v = value.as_ptr() as *const libc::c_void;
     if rel.as_os_str().is_empty() {
@@ -456,6 +549,9 @@ pub fn set_xattr_at(
 }
 
 pub fn remove_xattr_at(dir: BorrowedFd<'_>, rel: &Path, name: &OsStr) -> io::Result<()> {
+    if is_long(rel) {
+        return walk_long(dir, rel, |d, p| remove_xattr_at(d, p, name));
+    }
     let n = cstr(name)?;
     if rel.as_os_str().is_empty() {
         check(unsafe { libc::fremovexattr(dir.as_raw_fd(), n.as_ptr()) })?;
@@ -468,6 +564,9 @@ pub fn remove_xattr_at(dir: BorrowedFd<'_>, rel: &Path, name: &OsStr) -> io::Res
 
 /// List xattr names of `rel` (no symlink following).
 pub fn list_xattr_at(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Vec<OsString>> {
+    if is_long(rel) {
+        return walk_long(dir, rel, list_xattr_at);
+    }
     let root = rel.as_os_str().is_empty();
     let p = xattr_path(dir, rel)?;
     let crel = cpath(rel)?;

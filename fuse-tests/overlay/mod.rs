@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 mod attrs;
 mod copyup;
+mod fidelity;
 mod harness;
 mod lifecycle;
 mod lookup;

@@ -55,7 +55,12 @@ impl OverlayFs {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 match sys::lstat_at(up, &ppath.join(whiteout::wh_name(name))) {
                     Ok(_) => Ok(UpperAt::WhFile),
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(UpperAt::Absent),
+                    // A name of more than NAME_MAX - 4 bytes has no `.wh.` form.
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENAMETOOLONG)) =>
+                    {
+                        Ok(UpperAt::Absent)
+                    }
                     Err(e) => Err(eno(e)),
                 }
             }

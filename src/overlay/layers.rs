@@ -128,7 +128,13 @@ impl Stack {
                 }
                 match sys::lstat_at(l.fd(), &dir.join(whiteout::wh_name(name))) {
                     Ok(_) => Ok(Probe::Whiteout),
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                    // A name of more than NAME_MAX - 4 bytes has no `.wh.` form.
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG)
+                        ) =>
+                    {
                         Ok(Probe::Absent)
                     }
                     Err(e) => Err(e),
