@@ -153,6 +153,18 @@ pub fn open_at(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> io::Re
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Open `rel` under `dir` anew with `flags`; the empty path opens the file `dir` itself
+/// is (through /proc, which works for an unlinked file too).
+pub fn reopen(dir: BorrowedFd<'_>, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
+    if !rel.as_os_str().is_empty() {
+        return open_at(dir, rel, flags | libc::O_NOFOLLOW, 0);
+    }
+    let p = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    let c = cstr(OsStr::new(&p))?;
+    let fd = check(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 pub fn mkdir_at(dir: BorrowedFd<'_>, rel: &Path, mode: u32) -> io::Result<()> {
     if is_long(rel) {
         return walk_long(dir, rel, |d, p| mkdir_at(d, p, mode));

@@ -22,12 +22,13 @@ Usage: layerfs mount [-f] [-d] -o OPTIONS [SOURCE] MOUNTPOINT
      whiteouts=auto|oci    oci: write only .wh.NAME / .wh..wh..opq markers (no devices,
                            no xattrs; lower directories then cannot be renamed: EXDEV)
      passthrough=on|off    FUSE passthrough when permitted (default on)
+     noxattrs=1            no xattrs through the mount: get/set/list/remove say EOPNOTSUPP
      timeout=SECONDS       kernel entry/attr cache timeout (default 86400)
      threads=N             worker threads (default: CPUs, at least 2)
      remove_on_unmount=DIR delete DIR once the mount is gone (a throwaway upper)
      fsname=NAME, context=..., fscontext=..., defcontext=..., rootcontext=...
   Accepted and ignored (as fuse-overlayfs): defaults, relatime, default_permissions,
-  fast_ino, writeback, noxattrs, noacl, static_nlink, volatile, threaded, x-*, ...";
+  fast_ino, writeback, noacl, static_nlink, volatile, threaded, x-*, ...";
 
 pub fn main(args: &[OsString]) -> i32 {
     let mut opts: Vec<String> = Vec::new();

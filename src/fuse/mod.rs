@@ -168,6 +168,7 @@ impl LayerFs {
             uid: req.uid(),
             gid: req.gid(),
             umask,
+            pid: req.pid(),
         }
     }
 
@@ -183,13 +184,23 @@ impl LayerFs {
     }
 }
 
+/// The errno of a failed xattr request: with `noxattrs=1` ENOSYS, which the kernel
+/// turns into EOPNOTSUPP for this call and every later one without asking again.
+fn xattr_err(fs: &OverlayFs, e: i32) -> Errno {
+    if fs.no_xattrs && e == libc::ENOTSUP {
+        Errno::ENOSYS
+    } else {
+        err(e)
+    }
+}
+
 /// getxattr/listxattr replies: size 0 asks for the length; a short buffer is ERANGE.
-fn reply_xattr(r: Result<Vec<u8>, i32>, size: u32, reply: ReplyXattr) {
+fn reply_xattr(fs: &OverlayFs, r: Result<Vec<u8>, i32>, size: u32, reply: ReplyXattr) {
     match r {
         Ok(v) if size == 0 => reply.size(v.len() as u32),
         Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
         Ok(v) => reply.data(&v),
-        Err(e) => reply.error(err(e)),
+        Err(e) => reply.error(xattr_err(fs, e)),
     }
 }
 
@@ -394,7 +405,7 @@ impl Filesystem for LayerFs {
         self.reply_entry(r, reply);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
         let pinned_lower = self.backings.get(&ino.0).is_some_and(|b| !b.upper);
         if pinned_lower && (write || self.fs.is_upper(ino.0)) {
@@ -409,9 +420,15 @@ impl Filesystem for LayerFs {
             }
             return;
         }
-        let r = self.fs.open(ino.0, flags.0);
+        // With FUSE_HANDLE_KILLPRIV_V2 the daemon clears set-id bits; fuser does not show
+        // the kernel's "caller lacks CAP_FSETID" flags of OPEN and SETATTR, so a caller
+        // other than root is taken as lacking it (WRITE carries its flag).
+        let r = self.fs.open(&Self::ctx(req, 0), ino.0, flags.0);
         self.flush_invalidations();
         match r {
+            // Writes that clear set-id bits must reach the daemon: no passthrough (direct
+            // I/O is allowed beside other opens' passthrough).
+            Ok(o) if o.via_daemon => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_DIRECT_IO),
             Ok(o) => self.reply_open(ino.0, o.fh, o.upper, reply),
             Err(e) => reply.error(err(e)),
         }
@@ -436,17 +453,22 @@ impl Filesystem for LayerFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(fh.0, offset, data) {
+        let kill = write_flags
+            .contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+            .then(|| Self::ctx(req, 0));
+        let r = self.fs.write(fh.0, offset, data, kill.as_ref());
+        self.flush_invalidations();
+        match r {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(err(e)),
         }
@@ -609,16 +631,16 @@ impl Filesystem for LayerFs {
         self.flush_invalidations();
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
+            Err(e) => reply.error(xattr_err(&self.fs, e)),
         }
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        reply_xattr(self.fs.getxattr(ino.0, name), size, reply);
+        reply_xattr(&self.fs, self.fs.getxattr(ino.0, name), size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        reply_xattr(self.fs.listxattr(ino.0), size, reply);
+        reply_xattr(&self.fs, self.fs.listxattr(ino.0), size, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -626,7 +648,7 @@ impl Filesystem for LayerFs {
         self.flush_invalidations();
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
+            Err(e) => reply.error(xattr_err(&self.fs, e)),
         }
     }
 

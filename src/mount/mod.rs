@@ -68,6 +68,7 @@ pub fn to_option_string(plan: &MountPlan, o: &MountOptions) -> String {
         (!o.fsync, "fsync=0"),
         (o.oci_whiteouts, "whiteouts=oci"),
         (!o.passthrough, "passthrough=off"),
+        (o.no_xattrs, "noxattrs=1"),
     ];
     for (on, s) in flags {
         if on {
@@ -278,6 +279,7 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
         read_only: o.read_only,
         fsync: o.fsync,
         oci_whiteouts: o.oci_whiteouts,
+        no_xattrs: o.no_xattrs,
         ids: IdMapper {
             uid_map: o.uid_map.clone(),
             gid_map: o.gid_map.clone(),
@@ -462,5 +464,57 @@ pub fn unmount(mountpoint: &Path) -> Result<(), String> {
             mountpoint.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon is started with the `-o` string rendered from the parsed options: every
+    /// option must survive the trip (a lost one is silently not applied).
+    #[test]
+    fn option_string_round_trips_every_option() {
+        let plan = MountPlan {
+            lowers: vec![PathBuf::from("/l:1"), PathBuf::from("/l,2")],
+            upper: Some(PathBuf::from("/u")),
+            work: Some(PathBuf::from("/w")),
+        };
+        let o = MountOptions {
+            read_only: true,
+            allow_other: true,
+            allow_root: false,
+            debug: false,
+            dev: true,
+            suid: true,
+            exec: false,
+            noatime: true,
+            auto_unmount: true,
+            fsync: false,
+            oci_whiteouts: true,
+            passthrough: false,
+            no_xattrs: true,
+            timeout: 2.5,
+            threads: 3,
+            uid_map: vec![options::IdRange {
+                container: 0,
+                host: 1000,
+                size: 1,
+            }],
+            gid_map: vec![options::IdRange {
+                container: 0,
+                host: 1001,
+                size: 2,
+            }],
+            squash_to_uid: Some(7),
+            squash_to_gid: Some(8),
+            fsname: Some("img,1".into()),
+            passthrough_mount_opts: vec!["context=x".into()],
+            remove_on_unmount: Some(PathBuf::from("/tmp/x")),
+        };
+        let s = to_option_string(&plan, &o);
+        let (plan2, o2) = options::parse_for(std::slice::from_ref(&s), false).expect("parse");
+        assert_eq!(plan2, plan, "{s}");
+        assert_eq!(o2, o, "{s}");
     }
 }

@@ -35,6 +35,8 @@ pub struct MountOptions {
     pub oci_whiteouts: bool,
     /// Use FUSE passthrough when the kernel allows it (root / CAP_SYS_ADMIN).
     pub passthrough: bool,
+    /// `noxattrs=1`: every xattr call on the mount fails with EOPNOTSUPP.
+    pub no_xattrs: bool,
     /// Entry/attr cache timeout in seconds.
     pub timeout: f64,
     /// Worker threads (0 = number of CPUs, at least 2).
@@ -65,6 +67,7 @@ impl Default for MountOptions {
             fsync: true,
             oci_whiteouts: false,
             passthrough: true,
+            no_xattrs: false,
             timeout: 86400.0,
             threads: 0,
             uid_map: Vec::new(),
@@ -186,7 +189,6 @@ const IGNORED: &[&str] = &[
     "threaded",
     "fast_ino",
     "writeback",
-    "noxattrs",
     "noacl",
     "static_nlink",
     "volatile",
@@ -256,6 +258,15 @@ pub fn parse_for(values: &[String], root: bool) -> Result<(MountPlan, MountOptio
                 "atime" => o.noatime = false,
                 "noatime" => o.noatime = true,
                 "auto_unmount" => o.auto_unmount = true,
+                "noxattrs" => {
+                    o.no_xattrs = match val {
+                        None | Some("1") => true,
+                        Some("0") => false,
+                        Some(v) => {
+                            return Err(format!("mount option noxattrs={v}: expected 0 or 1"));
+                        }
+                    }
+                }
                 "fsync" => {
                     o.fsync = match val {
                         None | Some("1") => true,

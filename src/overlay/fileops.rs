@@ -5,7 +5,8 @@ use super::{Attr, Ctx, OverlayFs, Res, eno, ownership, whiteout};
 use crate::sys;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
 
 /// The result of OPEN.
 #[derive(Debug, Clone, Copy)]
@@ -13,6 +14,9 @@ pub struct Opened {
     pub fh: u64,
     /// The file opened is the upper copy.
     pub upper: bool,
+    /// Writes must reach the daemon (no passthrough): the file is set-user-ID or
+    /// set-group-ID and the writer may not keep those bits, which the first write clears.
+    pub via_daemon: bool,
 }
 
 /// A SETATTR request in plain terms.
@@ -26,13 +30,47 @@ pub struct SetAttr {
     pub mtime: Option<sys::Time>,
 }
 
+/// `mode` without set-user-ID, and without set-group-ID when it is group-executable or
+/// `not_in_group` (the caller is neither in the file's group nor privileged), as the
+/// kernel clears them on chown, and on writes and truncation by users without CAP_FSETID.
+pub fn killed_sxid(mode: u32, not_in_group: bool) -> u32 {
+    let mut m = mode & !libc::S_ISUID;
+    if m & libc::S_IXGRP != 0 || not_in_group {
+        m &= !libc::S_ISGID;
+    }
+    m
+}
+
+/// Set-user-ID or set-group-ID: a write by a user without CAP_FSETID may clear them.
+fn has_sxid(mode: u32) -> bool {
+    mode & (libc::S_ISUID | libc::S_ISGID) != 0
+}
+
+/// The supplementary groups of process `pid` (empty when it cannot be read).
+fn caller_groups(pid: u32) -> Vec<u32> {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn wants_write(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
 }
 
 impl OverlayFs {
     /// OPEN: a write open copies the file up first; reads of lower files stay on them.
-    pub fn open(&self, ino: u64, flags: i32) -> Res<Opened> {
+    /// A caller other than root may not keep set-user-ID/set-group-ID bits (no
+    /// CAP_FSETID): O_TRUNC clears them, and so will its writes.
+    pub fn open(&self, ctx: &Ctx, ino: u64, flags: i32) -> Res<Opened> {
         let node = self.node(ino)?;
         if node.is_dir() {
             return Err(libc::EISDIR);
@@ -81,11 +119,71 @@ impl OverlayFs {
             }
             Err(e) => return Err(eno(e)),
         };
-        let fh = self.new_handle(ino, File::from(fd), st.upper);
+        let file = File::from(fd);
+        let mut via_daemon = false;
+        if st.upper && wants_write(flags) && ctx.uid != 0 {
+            if flags & libc::O_TRUNC != 0 {
+                self.kill_sxid(ctx, ino, file.as_fd(), Path::new(""))?;
+            }
+            via_daemon = has_sxid(self.shown_mode(file.as_fd(), Path::new(""))?);
+        }
+        let fh = self.new_handle(ino, file, st.upper);
         Ok(Opened {
             fh,
             upper: st.upper,
+            via_daemon,
         })
+    }
+
+    /// Is the caller in group `stored_gid` (as stored; mapped to what the mount shows),
+    /// or root (taken as holding CAP_FSETID)?
+    fn in_group(&self, ctx: &Ctx, stored_gid: u32) -> bool {
+        let (_, gid) = self.ids.present(0, stored_gid);
+        ctx.uid == 0 || ctx.gid == gid || caller_groups(ctx.pid).contains(&gid)
+    }
+
+    /// The mode the mount shows for the file at (`dir`, `rel`) (override xattr first).
+    fn shown_mode(&self, dir: BorrowedFd<'_>, rel: &Path) -> Res<u32> {
+        if self.use_override
+            && let Some(o) = ownership::read_override(dir, rel).map_err(eno)?
+        {
+            return Ok(o.mode);
+        }
+        Ok(sys::lstat_at(dir, rel).map_err(eno)?.st_mode)
+    }
+
+    /// Clear set-user-ID (and set-group-ID when group-executable) of a regular file, as
+    /// the kernel does when a user without CAP_FSETID writes or truncates it; the kernel
+    /// is told to fetch the attributes again.
+    fn kill_sxid(&self, ctx: &Ctx, ino: u64, dir: BorrowedFd<'_>, rel: &Path) -> Res<()> {
+        let over = if self.use_override {
+            ownership::read_override(dir, rel).map_err(eno)?
+        } else {
+            None
+        };
+        let st = sys::lstat_at(dir, rel).map_err(eno)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(());
+        }
+        let mode = over.map_or(st.st_mode, |o| o.mode);
+        if !has_sxid(mode) {
+            return Ok(());
+        }
+        let gid = over.map_or(st.st_gid, |o| o.gid);
+        let new = killed_sxid(mode, !self.in_group(ctx, gid));
+        if new == mode {
+            return Ok(());
+        }
+        match over {
+            Some(o) => {
+                let v = ownership::format_override(o.uid, o.gid, new);
+                let name = OsStr::new(ownership::OVERRIDE_XATTR);
+                sys::set_xattr_at(dir, rel, name, v.as_bytes(), 0).map_err(eno)?;
+            }
+            None => sys::chmod_at(dir, rel, new & 0o7777).map_err(eno)?,
+        }
+        self.queue_inode_invalidation(ino);
+        Ok(())
     }
 
     /// A second fd on the node's current file, read-write when it is the upper copy
@@ -126,7 +224,14 @@ impl OverlayFs {
         )?;
         let file = file.ok_or(libc::EIO)?;
         let fh = self.new_handle(attr.ino, file, true);
-        Ok((attr, Opened { fh, upper: true }))
+        Ok((
+            attr,
+            Opened {
+                fh,
+                upper: true,
+                via_daemon: false,
+            },
+        ))
     }
 
     /// The file a read on this handle should use: a lower handle follows its file to
@@ -175,10 +280,14 @@ impl OverlayFs {
         Ok(buf)
     }
 
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Res<u32> {
+    /// WRITE; `kill_sxid`: the writer may not keep set-user-ID/set-group-ID bits.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], kill_sxid: Option<&Ctx>) -> Res<u32> {
         let h = self.handle(fh)?;
         if !h.upper {
             return Err(libc::EBADF);
+        }
+        if let Some(ctx) = kill_sxid {
+            self.kill_sxid(ctx, h.ino, h.file.as_fd(), Path::new(""))?;
         }
         let n = sys::pwrite(h.file.as_fd(), data, offset).map_err(eno)?;
         Ok(n as u32)
@@ -209,9 +318,9 @@ impl OverlayFs {
         Ok(r)
     }
 
-    /// SETATTR: copy up, then apply each change to the upper file.
+    /// SETATTR: copy up, then apply each change to the upper file (through an open
+    /// handle once every name of it is gone).
     pub fn setattr(&self, ctx: &Ctx, ino: u64, fh: Option<u64>, a: SetAttr) -> Res<Attr> {
-        let _ = ctx;
         if self.read_only {
             return Err(libc::EROFS);
         }
@@ -221,122 +330,120 @@ impl OverlayFs {
         } else {
             self.copy_up(&node)?;
         }
-        let loc = self.loc_of(&node);
-        let up = self.stack.layers[0].fd();
-        // An open upper handle works even when the name is gone.
-        let handle = fh.and_then(|f| self.handle(f).ok()).filter(|h| h.upper);
-        let rel = match (&loc, &handle) {
-            (Ok(l), _) => l.1.clone(),
-            (Err(_), Some(_)) => std::path::PathBuf::new(),
-            (Err(e), None) => return Err(*e),
-        };
-        let via_fd = loc.is_err();
+        let place = self.place(&node, true)?;
+        if place.layer() != 0 {
+            return Err(libc::EIO);
+        }
+        let (up, rel) = place.at(&self.stack);
         let kind = node.kind;
-
         if let Some(size) = a.size {
             if kind == libc::S_IFDIR {
                 return Err(libc::EISDIR);
             }
+            let handle = fh.and_then(|f| self.handle(f).ok()).filter(|h| h.upper);
             match &handle {
                 Some(h) if sys::ftruncate(h.file.as_fd(), size).is_ok() => {}
                 _ => {
-                    let fd = sys::open_at(up, &rel, libc::O_WRONLY | libc::O_NOFOLLOW, 0)
-                        .map_err(eno)?;
+                    let fd = sys::reopen(up, rel, libc::O_WRONLY).map_err(eno)?;
                     sys::ftruncate(fd.as_fd(), size).map_err(eno)?;
                 }
             }
+            if ctx.uid != 0 && a.mode.is_none() {
+                self.kill_sxid(ctx, ino, up, rel)?;
+            }
         }
         if a.uid.is_some() || a.gid.is_some() || a.mode.is_some() {
-            let cur = if via_fd {
-                let h = handle.as_ref().ok_or(libc::ENOENT)?;
-                sys::fstat(h.file.as_fd()).map_err(eno)?
-            } else {
-                sys::lstat_at(up, &rel).map_err(eno)?
-            };
-            let over = if via_fd || !self.use_override {
-                None
-            } else {
-                ownership::read_override(up, &rel).map_err(eno)?
-            };
-            let (cu, cg, cm) = match over {
-                Some(o) => (
-                    o.uid,
-                    o.gid,
-                    (cur.st_mode & libc::S_IFMT) | (o.mode & 0o7777),
-                ),
-                None => (cur.st_uid, cur.st_gid, cur.st_mode),
-            };
-            let (su, sg) = match (a.uid, a.gid) {
-                (None, None) => (cu, cg),
-                (u, g) => {
-                    let (pu, pg) = self.ids.present(cu, cg);
-                    self.ids.store(u.unwrap_or(pu), g.unwrap_or(pg))
-                }
-            };
-            let mut mode = a
-                .mode
-                .map(|m| (cm & libc::S_IFMT) | (m & 0o7777))
-                .unwrap_or(cm);
-            if (su, sg) != (cu, cg) && a.mode.is_none() && kind != libc::S_IFDIR {
-                // chown by anyone clears setuid; setgid too when group-executable.
-                mode &= !libc::S_ISUID;
-                if mode & libc::S_IXGRP != 0 {
-                    mode &= !libc::S_ISGID;
-                }
-            }
-            let mut use_xattr = over.is_some() && !via_fd;
-            if !use_xattr && (su, sg) != (cur.st_uid, cur.st_gid) {
-                let r = match &handle {
-                    Some(h) if via_fd => sys::fchown(h.file.as_fd(), su, sg),
-                    _ => sys::chown_at(up, &rel, su, sg),
-                };
-                match r {
-                    Ok(()) => {}
-                    Err(e)
-                        if !self.privileged
-                            && !via_fd
-                            && kind != libc::S_IFLNK
-                            && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) =>
-                    {
-                        use_xattr = true;
-                    }
-                    Err(e) => return Err(eno(e)),
-                }
-            }
-            if use_xattr {
-                // Ownership lives in the override xattr (unprivileged mounts).
-                let v = ownership::format_override(su, sg, mode);
-                sys::set_xattr_at(
-                    up,
-                    &rel,
-                    OsStr::new(ownership::OVERRIDE_XATTR),
-                    v.as_bytes(),
-                    0,
-                )
-                .map_err(eno)?;
-                let usable = if kind == libc::S_IFDIR { 0o700 } else { 0o600 };
-                let _ = sys::chmod_at(up, &rel, (mode | usable) & 0o7777);
-            } else if kind != libc::S_IFLNK
-                && (a.mode.is_some() || (mode & 0o7777) != (cur.st_mode & 0o7777))
-            {
-                match &handle {
-                    Some(h) if via_fd => sys::fchmod(h.file.as_fd(), mode & 0o7777).map_err(eno)?,
-                    _ => sys::chmod_at(up, &rel, mode & 0o7777).map_err(eno)?,
-                }
-            }
+            self.set_owner_mode(ctx, up, rel, kind, &a)?;
         }
         if a.atime.is_some() || a.mtime.is_some() {
             let at = a.atime.unwrap_or(sys::Time::Omit);
             let mt = a.mtime.unwrap_or(sys::Time::Omit);
-            match (&handle, via_fd) {
-                (Some(h), true) => sys::futimens(h.file.as_fd(), at, mt).map_err(eno)?,
-                _ => sys::utimens_at(up, &rel, at, mt).map_err(eno)?,
-            }
+            sys::utimens_at(up, rel, at, mt).map_err(eno)?;
         }
         self.getattr(ino, fh)
     }
 
+    /// chown/chmod of the upper file at (`up`, `rel`): real ids when the daemon may set
+    /// them, else the override xattr.
+    fn set_owner_mode(
+        &self,
+        ctx: &Ctx,
+        up: BorrowedFd<'_>,
+        rel: &Path,
+        kind: u32,
+        a: &SetAttr,
+    ) -> Res<()> {
+        let cur = sys::lstat_at(up, rel).map_err(eno)?;
+        let over = if self.use_override {
+            ownership::read_override(up, rel).map_err(eno)?
+        } else {
+            None
+        };
+        let (cu, cg, cm) = match over {
+            Some(o) => (
+                o.uid,
+                o.gid,
+                (cur.st_mode & libc::S_IFMT) | (o.mode & 0o7777),
+            ),
+            None => (cur.st_uid, cur.st_gid, cur.st_mode),
+        };
+        let (su, sg) = match (a.uid, a.gid) {
+            (None, None) => (cu, cg),
+            (u, g) => {
+                let (pu, pg) = self.ids.present(cu, cg);
+                self.ids.store(u.unwrap_or(pu), g.unwrap_or(pg))
+            }
+        };
+        let mut mode = a
+            .mode
+            .map(|m| (cm & libc::S_IFMT) | (m & 0o7777))
+            .unwrap_or(cm);
+        if (a.uid.is_some() || a.gid.is_some()) && a.mode.is_none() && kind != libc::S_IFDIR {
+            // chown by anyone clears setuid; setgid when group-executable, or when the
+            // caller is neither in the file's group nor privileged.
+            mode = killed_sxid(mode, !self.in_group(ctx, cg));
+        }
+        let mut use_xattr = over.is_some();
+        if !use_xattr && (su, sg) != (cur.st_uid, cur.st_gid) {
+            match sys::chown_at(up, rel, su, sg) {
+                Ok(()) => {}
+                Err(e)
+                    if !self.privileged
+                        && kind != libc::S_IFLNK
+                        && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) =>
+                {
+                    use_xattr = true;
+                }
+                Err(e) => return Err(eno(e)),
+            }
+        }
+        if use_xattr {
+            // Ownership lives in the override xattr (unprivileged mounts).
+            let v = ownership::format_override(su, sg, mode);
+            sys::set_xattr_at(
+                up,
+                rel,
+                OsStr::new(ownership::OVERRIDE_XATTR),
+                v.as_bytes(),
+                0,
+            )
+            .map_err(eno)?;
+            let usable = if kind == libc::S_IFDIR { 0o700 } else { 0o600 };
+            let _ = sys::chmod_at(up, rel, (mode | usable) & 0o7777);
+        } else if kind != libc::S_IFLNK {
+            // The real chown cleared setuid/setgid of a file: read again what is there.
+            let now = sys::lstat_at(up, rel).map_err(eno)?.st_mode;
+            if a.mode.is_some() || (mode & 0o7777) != (now & 0o7777) {
+                sys::chmod_at(up, rel, mode & 0o7777).map_err(eno)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Res<()> {
+        if self.no_xattrs {
+            return Err(libc::ENOTSUP);
+        }
         let stored = match whiteout::stored_xattr_name(name) {
             whiteout::StoredName::Plain => name.to_os_string(),
             whiteout::StoredName::Escaped(n) => n,
@@ -347,11 +454,15 @@ impl OverlayFs {
         }
         let node = self.node(ino)?;
         self.copy_up(&node)?;
-        let path = self.nodes.path_of(ino)?;
-        sys::set_xattr_at(self.stack.layers[0].fd(), &path, &stored, value, flags).map_err(eno)
+        let place = self.place(&node, true)?;
+        let (fd, rel) = place.at(&self.stack);
+        sys::set_xattr_at(fd, rel, &stored, value, flags).map_err(eno)
     }
 
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> Res<()> {
+        if self.no_xattrs {
+            return Err(libc::ENOTSUP);
+        }
         let stored = match whiteout::stored_xattr_name(name) {
             whiteout::StoredName::Plain => name.to_os_string(),
             whiteout::StoredName::Escaped(n) => n,
@@ -364,7 +475,8 @@ impl OverlayFs {
         // Removing a name that is not there must not copy up (and says ENODATA).
         self.getxattr(ino, name)?;
         self.copy_up(&node)?;
-        let path = self.nodes.path_of(ino)?;
-        sys::remove_xattr_at(self.stack.layers[0].fd(), &path, &stored).map_err(eno)
+        let place = self.place(&node, true)?;
+        let (fd, rel) = place.at(&self.stack);
+        sys::remove_xattr_at(fd, rel, &stored).map_err(eno)
     }
 }

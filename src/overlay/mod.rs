@@ -58,6 +58,8 @@ pub struct Config {
     pub ids: IdMapper,
     /// Write only the OCI forms (`.wh.NAME`, `.wh..wh..opq`), never devices or xattrs.
     pub oci_whiteouts: bool,
+    /// Show no xattrs and take none (`noxattrs=1`): every xattr call says EOPNOTSUPP.
+    pub no_xattrs: bool,
 }
 
 /// Who is asking (from the request header).
@@ -66,6 +68,8 @@ pub struct Ctx {
     pub uid: u32,
     pub gid: u32,
     pub umask: u32,
+    /// The calling process (its supplementary groups decide some set-group-ID rules).
+    pub pid: u32,
 }
 
 /// Attributes as presented through the mount.
@@ -103,6 +107,39 @@ pub struct Handle {
     pub upper_copy: std::sync::OnceLock<File>,
 }
 
+/// See [`OverlayFs::place`].
+#[derive(Debug)]
+pub(crate) enum Place {
+    Path(Loc),
+    Open(Arc<Handle>),
+}
+
+impl Place {
+    /// A `(dir fd, relative path)` pair for the `sys::*_at` calls; an open file is the
+    /// fd itself with the empty path.
+    pub(crate) fn at<'a>(&'a self, stack: &'a Stack) -> (std::os::fd::BorrowedFd<'a>, &'a Path) {
+        match self {
+            Place::Path((l, rel)) => (stack.layers[*l].fd(), rel.as_path()),
+            Place::Open(h) => {
+                let f = match (h.upper, h.upper_copy.get()) {
+                    (false, Some(c)) => c,
+                    _ => &h.file,
+                };
+                (f.as_fd(), Path::new(""))
+            }
+        }
+    }
+
+    /// The layer holding the file (0 = upper).
+    pub(crate) fn layer(&self) -> usize {
+        match self {
+            Place::Path((l, _)) => *l,
+            Place::Open(h) if h.upper || h.upper_copy.get().is_some() => 0,
+            Place::Open(_) => usize::MAX,
+        }
+    }
+}
+
 /// One entry of a directory snapshot.
 #[derive(Debug, Clone)]
 pub struct DirEntry {
@@ -132,6 +169,8 @@ pub struct OverlayFs {
     next_fh: AtomicU64,
     tmp_counter: AtomicU64,
     pub read_only: bool,
+    /// See [`Config::no_xattrs`].
+    pub no_xattrs: bool,
     fsync: bool,
     ids: IdMapper,
     /// Can set real ownership (root, or CAP_CHOWN in our namespace).
@@ -238,6 +277,7 @@ impl OverlayFs {
             next_fh: AtomicU64::new(1),
             tmp_counter: AtomicU64::new(0),
             read_only: cfg.read_only || !has_upper,
+            no_xattrs: cfg.no_xattrs,
             fsync: cfg.fsync,
             ids: cfg.ids,
             privileged,
@@ -303,6 +343,18 @@ impl OverlayFs {
             Ok((0, self.nodes.path_of(node.ino)?))
         } else {
             lower.ok_or(libc::ENOENT)
+        }
+    }
+
+    /// Where a request reaches a node's file: its layer and path, or, once every name of
+    /// it is gone (unlinked or renamed over while open), one of its open files, as the
+    /// kernel reaches an open inode. `write` asks for the upper file (callers copy up
+    /// first).
+    pub(crate) fn place(&self, node: &Node, write: bool) -> Res<Place> {
+        match self.loc_of(node) {
+            Ok(loc) => Ok(Place::Path(loc)),
+            Err(libc::ENOENT) => node.open_file(write).map(Place::Open).ok_or(libc::ENOENT),
+            Err(e) => Err(e),
         }
     }
 
@@ -403,47 +455,26 @@ impl OverlayFs {
     }
 
     /// Attributes of a node, from its current location (or an open handle).
-    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> Res<Attr> {
+    pub fn getattr(&self, ino: u64, _fh: Option<u64>) -> Res<Attr> {
         let node = self.node(ino)?;
-        // Read what is needed under the lock, without copying the whole state.
-        let (upper, lower, merged) = node.with(|st| {
-            (
-                st.upper,
-                if st.upper {
-                    None
+        let merged = node.with(|st| Self::is_merged_dir(st, node.kind));
+        match self.place(&node, false)? {
+            Place::Path(loc) => {
+                let s = sys::lstat_at(self.stack.layers[loc.0].fd(), &loc.1).map_err(eno)?;
+                self.attr_from(ino, &s, &loc, merged)
+            }
+            open => {
+                // Every name is gone: what the kernel shows for an open unlinked inode.
+                let (fd, _) = open.at(&self.stack);
+                let s = sys::fstat(fd).map_err(eno)?;
+                let over = if self.use_override {
+                    ownership::read_override_fd(fd).map_err(eno)?
                 } else {
-                    st.lowers.first().cloned()
-                },
-                Self::is_merged_dir(st, node.kind),
-            )
-        });
-        let loc = if upper {
-            self.nodes.path_of(ino).map(|p| (0, p))
-        } else {
-            lower.ok_or(libc::ENOENT)
-        };
-        match loc {
-            Ok(loc) => match sys::lstat_at(self.stack.layers[loc.0].fd(), &loc.1) {
-                Ok(s) => return self.attr_from(ino, &s, &loc, merged),
-                Err(e) if fh.is_none() => return Err(eno(e)),
-                Err(_) => {}
-            },
-            Err(e) if fh.is_none() => return Err(e),
-            Err(_) => {}
+                    None
+                };
+                Ok(self.present(ino, &s, over, false))
+            }
         }
-        // Unlinked but open: ask the handle.
-        let h = fh
-            .and_then(|f| self.handles.get(&f).map(|h| Arc::clone(&h)))
-            .ok_or(libc::ENOENT)?;
-        let s = sys::fstat(h.file.as_fd()).map_err(eno)?;
-        let over = if self.use_override {
-            ownership::read_override_fd(h.file.as_fd()).map_err(eno)?
-        } else {
-            None
-        };
-        let mut a = self.present(ino, &s, over, false);
-        a.ino = ino;
-        Ok(a)
     }
 
     /// Resolve a child of a directory node without touching the node table.
@@ -620,14 +651,18 @@ impl OverlayFs {
     }
 
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Res<Vec<u8>> {
+        if self.no_xattrs {
+            return Err(libc::ENOTSUP);
+        }
         let stored = match whiteout::stored_xattr_name(name) {
             whiteout::StoredName::Plain => name.to_os_string(),
             whiteout::StoredName::Escaped(n) => n,
             whiteout::StoredName::Private => return Err(libc::ENODATA),
         };
         let node = self.node(ino)?;
-        let loc = self.loc_of(&node)?;
-        match sys::get_xattr_at(self.stack.layers[loc.0].fd(), &loc.1, &stored) {
+        let place = self.place(&node, false)?;
+        let (fd, rel) = place.at(&self.stack);
+        match sys::get_xattr_at(fd, rel, &stored) {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(libc::ENODATA),
             Err(e) => Err(eno(e)),
@@ -637,9 +672,13 @@ impl OverlayFs {
     /// Names, NUL-separated, as shown through the mount (private ones left out,
     /// escaped ones unescaped).
     pub fn listxattr(&self, ino: u64) -> Res<Vec<u8>> {
+        if self.no_xattrs {
+            return Err(libc::ENOTSUP);
+        }
         let node = self.node(ino)?;
-        let loc = self.loc_of(&node)?;
-        let names = match sys::list_xattr_at(self.stack.layers[loc.0].fd(), &loc.1) {
+        let place = self.place(&node, false)?;
+        let (fd, rel) = place.at(&self.stack);
+        let names = match sys::list_xattr_at(fd, rel) {
             Ok(n) => n,
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Vec::new(),
             Err(e) => return Err(eno(e)),
@@ -656,15 +695,16 @@ impl OverlayFs {
 
     pub(crate) fn new_handle(&self, ino: u64, file: File, upper: bool) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.insert(
-            fh,
-            Arc::new(Handle {
-                ino,
-                file,
-                upper,
-                upper_copy: std::sync::OnceLock::new(),
-            }),
-        );
+        let h = Arc::new(Handle {
+            ino,
+            file,
+            upper,
+            upper_copy: std::sync::OnceLock::new(),
+        });
+        if let Some(n) = self.nodes.get(ino) {
+            n.add_open(&h);
+        }
+        self.handles.insert(fh, h);
         fh
     }
 

@@ -5,13 +5,14 @@
 //! they are unique across layers and the same every time a name is looked up. A copy-up
 //! records `upper (dev, ino) -> original ino`, so copy-up never changes a file's number.
 
+use super::Handle;
 use super::fasthash::FastState;
 use super::layers::Loc;
 use dashmap::DashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 pub const ROOT_INO: u64 = 1;
 const FRESH_BASE: u64 = 0x7f00_0000_0000_0000;
@@ -39,6 +40,9 @@ pub struct Node {
     pub lookups: AtomicU64,
     /// Held while this node is being copied up (one copy, many waiters).
     pub copy_lock: Mutex<()>,
+    /// Its open files: the way to reach it once every name is gone (unlinked or
+    /// renamed over while open), as the kernel reaches an open inode.
+    pub open: Mutex<Vec<Weak<Handle>>>,
 }
 
 impl Node {
@@ -60,6 +64,27 @@ impl Node {
             Ok(g) => f(&g),
             Err(p) => f(&p.into_inner()),
         }
+    }
+
+    /// Remember an open file of this node (dead entries are dropped on the way).
+    pub fn add_open(&self, h: &Arc<Handle>) {
+        let mut v = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        v.retain(|w| w.strong_count() > 0);
+        v.push(Arc::downgrade(h));
+    }
+
+    /// An open file of this node; `upper` asks for one on its upper copy.
+    pub fn open_file(&self, upper: bool) -> Option<Arc<Handle>> {
+        let v = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let live = v.iter().filter_map(Weak::upgrade);
+        let mut fallback = None;
+        for h in live {
+            if h.upper || h.upper_copy.get().is_some() {
+                return Some(h);
+            }
+            fallback.get_or_insert(h);
+        }
+        if upper { None } else { fallback }
     }
 
     pub fn update<R>(&self, f: impl FnOnce(&mut NodeState) -> R) -> R {
@@ -157,6 +182,7 @@ impl NodeTable {
                     state: RwLock::new(fresh.clone()),
                     lookups: AtomicU64::new(0),
                     copy_lock: Mutex::new(()),
+                    open: Mutex::new(Vec::new()),
                 })
             })
             .clone();
@@ -186,6 +212,7 @@ impl NodeTable {
                 state: RwLock::new(st),
                 lookups: AtomicU64::new(1),
                 copy_lock: Mutex::new(()),
+                open: Mutex::new(Vec::new()),
             }),
         );
     }
