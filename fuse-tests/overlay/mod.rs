@@ -8,6 +8,7 @@ mod lifecycle;
 mod lookup;
 mod namespace;
 mod random;
+mod stress;
 mod tools;
 mod unpriv;
 mod whforms;

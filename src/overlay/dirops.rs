@@ -301,7 +301,7 @@ impl OverlayFs {
             lower_dirs: Vec::new(),
             opaque: is_dir && at != UpperAt::Absent,
         };
-        let (_, attr) = self.node_from_found(parent, name, &f)?;
+        let (_, attr) = self.node_from_new(parent, name, &f)?;
         Ok((attr, file))
     }
 

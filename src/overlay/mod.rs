@@ -496,9 +496,33 @@ impl OverlayFs {
         name: &OsStr,
         f: &layers::Found,
     ) -> Res<(Arc<Node>, Attr)> {
+        self.node_for(parent, name, f, false)
+    }
+
+    /// [`Self::node_from_found`] for an entry this request has just created.
+    pub(crate) fn node_from_new(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        f: &layers::Found,
+    ) -> Res<(Arc<Node>, Attr)> {
+        self.node_for(parent, name, f, true)
+    }
+
+    fn node_for(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        f: &layers::Found,
+        new: bool,
+    ) -> Res<(Arc<Node>, Attr)> {
         let layer = &self.stack.layers[f.top.0];
         let backing = (f.stat.st_dev, f.stat.st_ino);
-        let ino = self.nodes.ino_for(backing, layer.fs_index);
+        let ino = if new {
+            self.nodes.ino_for_new(backing, layer.fs_index)
+        } else {
+            self.nodes.ino_for(backing, layer.fs_index)
+        };
         let in_upper = self.stack.has_upper && f.top.0 == 0;
         let kind = f.stat.st_mode & libc::S_IFMT;
         let lowers = if kind == libc::S_IFDIR {

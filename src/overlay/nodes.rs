@@ -136,11 +136,31 @@ impl NodeTable {
             Some(n) if n.with(|s| s.backing) != backing => {
                 // The derived number belongs to another file now (a copied-up hard link):
                 // give this one a number of its own, remembered for the mount's life.
-                let f = FRESH_BASE + self.fresh.fetch_add(1, Ordering::Relaxed);
+                let f = self.fresh_ino();
                 *self.ino_map.entry(backing).or_insert(f)
             }
             _ => d,
         }
+    }
+
+    /// The inode number for a file the upper filesystem has just made (create, mkdir,
+    /// mknod, symlink). Its real inode number may be one the filesystem freed a moment
+    /// ago, while the kernel still holds the old file's node (open, or its FORGET not
+    /// yet here): a node id must name one file for as long as the kernel holds it, so
+    /// when the derived number is taken, the new file gets a number of its own.
+    pub fn ino_for_new(&self, backing: (u64, u64), fs_index: u64) -> u64 {
+        let d = Self::derive(fs_index, backing.1);
+        if !self.nodes.contains_key(&d) && !self.ino_map.contains_key(&backing) {
+            return d;
+        }
+        let f = self.fresh_ino();
+        // Whatever was mapped to this (dev, ino) before was another, dead file.
+        self.ino_map.insert(backing, f);
+        f
+    }
+
+    fn fresh_ino(&self) -> u64 {
+        FRESH_BASE + self.fresh.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Remember that `backing` is shown as `ino` (after copy-up or create).
@@ -163,7 +183,11 @@ impl NodeTable {
         }
     }
 
-    /// Find or create the node for a looked-up entry and count the lookup.
+    /// Find or create the node for a looked-up entry and count the lookup. The count
+    /// is taken under the table's lock for `ino`, as `forget` drops it, so a FORGET
+    /// racing this lookup cannot remove the node this lookup hands to the kernel. A node
+    /// found under `ino` that is another file (another type, or an upper file at another
+    /// (dev, ino)) is never reused: the entry gets a number of its own.
     pub fn lookup_or_insert(
         &self,
         ino: u64,
@@ -172,10 +196,9 @@ impl NodeTable {
         name: &OsString,
         fresh: NodeState,
     ) -> Arc<Node> {
-        let node = self
-            .nodes
-            .entry(ino)
-            .or_insert_with(|| {
+        let mut ino = ino;
+        let node = loop {
+            let entry = self.nodes.entry(ino).or_insert_with(|| {
                 Arc::new(Node {
                     ino,
                     kind,
@@ -184,9 +207,19 @@ impl NodeTable {
                     copy_lock: Mutex::new(()),
                     open: Mutex::new(Vec::new()),
                 })
-            })
-            .clone();
-        node.lookups.fetch_add(1, Ordering::Relaxed);
+            });
+            let other_file = entry.kind != kind
+                || entry.with(|s| s.upper && fresh.upper && s.backing != fresh.backing);
+            if other_file && ino != ROOT_INO {
+                drop(entry);
+                log::debug!("node {ino:#x} is another file: a new number for {name:?}");
+                ino = self.fresh_ino();
+                self.ino_map.insert(fresh.backing, ino);
+                continue;
+            }
+            entry.lookups.fetch_add(1, Ordering::AcqRel);
+            break Arc::clone(&entry);
+        };
         self.names.insert((parent, name.clone()), ino);
         node.update(|s| {
             if !s.aliases.iter().any(|(p, n)| *p == parent && n == name) {
@@ -217,26 +250,18 @@ impl NodeTable {
         );
     }
 
-    /// Drop `n` lookups; the node goes away at zero.
+    /// Drop `n` lookups; the node goes away at zero. The count drops under the table's
+    /// lock for `ino` (see `lookup_or_insert`).
     pub fn forget(&self, ino: u64, n: u64) {
         if ino == ROOT_INO {
             return;
         }
-        let remove = match self.nodes.get(&ino) {
-            Some(node) => {
-                let prev = node.lookups.fetch_sub(
-                    n.min(node.lookups.load(Ordering::Relaxed)),
-                    Ordering::AcqRel,
-                );
-                prev <= n
-            }
-            None => false,
-        };
-        if remove
-            && let Some((_, node)) = self
-                .nodes
-                .remove_if(&ino, |_, node| node.lookups.load(Ordering::Acquire) == 0)
-        {
+        let removed = self.nodes.remove_if(&ino, |_, node| {
+            let cur = node.lookups.load(Ordering::Acquire);
+            node.lookups.store(cur.saturating_sub(n), Ordering::Release);
+            cur <= n
+        });
+        if let Some((_, node)) = removed {
             for (p, n) in node.snap().aliases {
                 self.names.remove_if(&(p, n), |_, v| *v == ino);
             }
