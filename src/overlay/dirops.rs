@@ -426,7 +426,22 @@ impl OverlayFs {
         let lower_has = !in_upper || self.lower_has(&pnode, name)?;
         let up = self.stack.layers[0].fd();
         let work = self.work()?;
+        let child = self.nodes.child(parent, &name.to_os_string());
         if in_upper {
+            // The kernel may go on using the directory (an open fd, a working directory):
+            // keep it reachable for stat, as the kernel keeps the removed inode.
+            if let Some(c) = &child
+                && c.removed_dir.get().is_none()
+            {
+                let fd = sys::open_at(
+                    up,
+                    &rel,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                )
+                .map_err(eno)?;
+                let _ = c.removed_dir.set(Arc::new(File::from(fd)));
+            }
             let tmp = self.tmp_name();
             if lower_has && self.stack.forms.chardev_whiteout {
                 sys::mknod_at(work, &tmp, libc::S_IFCHR, 0).map_err(eno)?;
@@ -445,7 +460,7 @@ impl OverlayFs {
         } else if lower_has {
             self.make_whiteout(&ppath, name)?;
         }
-        if let Some(child) = self.nodes.child(parent, &name.to_os_string()) {
+        if let Some(child) = child {
             self.nodes
                 .drop_alias(child.ino, parent, &name.to_os_string());
         }

@@ -112,6 +112,7 @@ pub struct Handle {
 pub(crate) enum Place {
     Path(Loc),
     Open(Arc<Handle>),
+    RemovedDir(Arc<File>),
 }
 
 impl Place {
@@ -127,6 +128,7 @@ impl Place {
                 };
                 (f.as_fd(), Path::new(""))
             }
+            Place::RemovedDir(f) => (f.as_fd(), Path::new("")),
         }
     }
 
@@ -135,6 +137,7 @@ impl Place {
         match self {
             Place::Path((l, _)) => *l,
             Place::Open(h) if h.upper || h.upper_copy.get().is_some() => 0,
+            Place::RemovedDir(_) => 0,
             Place::Open(_) => usize::MAX,
         }
     }
@@ -353,7 +356,12 @@ impl OverlayFs {
     pub(crate) fn place(&self, node: &Node, write: bool) -> Res<Place> {
         match self.loc_of(node) {
             Ok(loc) => Ok(Place::Path(loc)),
-            Err(libc::ENOENT) => node.open_file(write).map(Place::Open).ok_or(libc::ENOENT),
+            Err(libc::ENOENT) => {
+                if let Some(d) = node.removed_dir.get() {
+                    return Ok(Place::RemovedDir(Arc::clone(d)));
+                }
+                node.open_file(write).map(Place::Open).ok_or(libc::ENOENT)
+            }
             Err(e) => Err(e),
         }
     }

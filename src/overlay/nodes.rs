@@ -43,6 +43,9 @@ pub struct Node {
     /// Its open files: the way to reach it once every name is gone (unlinked or
     /// renamed over while open), as the kernel reaches an open inode.
     pub open: Mutex<Vec<Weak<Handle>>>,
+    /// A directory removed from the upper layer while the kernel still holds it (an
+    /// open fd, a working directory): the removed directory itself, still stat-able.
+    pub removed_dir: std::sync::OnceLock<Arc<std::fs::File>>,
 }
 
 impl Node {
@@ -206,6 +209,7 @@ impl NodeTable {
                     lookups: AtomicU64::new(0),
                     copy_lock: Mutex::new(()),
                     open: Mutex::new(Vec::new()),
+                    removed_dir: std::sync::OnceLock::new(),
                 })
             });
             let other_file = entry.kind != kind
@@ -246,6 +250,7 @@ impl NodeTable {
                 lookups: AtomicU64::new(1),
                 copy_lock: Mutex::new(()),
                 open: Mutex::new(Vec::new()),
+                removed_dir: std::sync::OnceLock::new(),
             }),
         );
     }
