@@ -6,6 +6,7 @@ mod harness;
 mod lifecycle;
 mod lookup;
 mod namespace;
+mod pjdfs;
 mod random;
 mod tools;
 mod unpriv;
