@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Everything the tests need, then the tests: `fuse-tests/run.sh` from the repo root.
 #
-# As root it installs what is missing (fuse3, attr, git, util-linux tools, and podman,
-# runc, uidmap, skopeo for the interoperability tests), lets
-# ordinary users reach /dev/fuse, enables user_allow_other, and creates the
-# unprivileged test user `layerfs-test`. Extra arguments go to `cargo test`
-# (e.g. `fuse-tests/run.sh overlay::` to run one group).
+# As root it installs what is missing (fuse3, attr, git, util-linux tools; podman, runc,
+# uidmap, skopeo for the interoperability tests; gcc, make, autotools, perl's prove and
+# openssl to build and run pjdfstest), lets ordinary users reach /dev/fuse, enables
+# user_allow_other, and creates the unprivileged test user `layerfs-test`. Extra arguments
+# go to `cargo test` (e.g. `fuse-tests/run.sh overlay::` to run one group).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,15 @@ if [ "$(id -u)" = 0 ]; then
     command -v runc >/dev/null || missing+=(runc)
     command -v newuidmap >/dev/null || missing+=(uidmap)
     command -v skopeo >/dev/null || missing+=(skopeo)
+    # pjdfstest (overlay::pjdfs) is built from source and driven by perl's prove; its
+    # scripts make names with openssl.
+    command -v autoreconf >/dev/null || missing+=(autoconf)
+    command -v automake >/dev/null || missing+=(automake)
+    command -v cc >/dev/null || missing+=(gcc)
+    [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+    command -v make >/dev/null || missing+=(make)
+    command -v prove >/dev/null || missing+=(perl)
+    command -v openssl >/dev/null || missing+=(openssl)
     if [ ${#missing[@]} -gt 0 ]; then
         say "installing: ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive

@@ -7,6 +7,7 @@ mod harness;
 mod lifecycle;
 mod lookup;
 mod namespace;
+mod pjdfs;
 mod random;
 mod stress;
 mod tools;
