@@ -441,6 +441,17 @@ fn scenario_open_handles_of_unlinked_files() {
         fs::remove_file(m.join("c/h2"))?;
         Ok((a, use_orphan(f)?))
     });
+    d.ok("directories removed while open", |m| {
+        fs::create_dir(m.join("c/newdir"))?;
+        let up = fs::File::open(m.join("c/newdir"))?;
+        fs::remove_dir(m.join("c/newdir"))?;
+        fs::remove_file(m.join("a/sub/deep"))?;
+        fs::remove_file(m.join("a/sub/mid"))?;
+        let low = fs::File::open(m.join("a/sub"))?;
+        fs::remove_dir(m.join("a/sub"))?;
+        let (u, l) = (up.metadata()?, low.metadata()?);
+        Ok((u.mode(), u.nlink(), l.mode(), l.nlink()))
+    });
     d.ok("a new file takes the name of the unlinked one", |m| {
         let p = m.join("c/reused");
         let f = fs::OpenOptions::new()

@@ -480,7 +480,7 @@ impl OverlayFs {
                 } else {
                     None
                 };
-                Ok(self.present(ino, &s, over, false))
+                Ok(self.present(ino, &s, over, merged))
             }
         }
     }
