@@ -6,7 +6,9 @@
 //!
 //! Whiteouts become the kernel form as root (char 0:0 device, `trusted.overlay.opaque=y`);
 //! unprivileged they stay `.wh.NAME` files (plus `user.overlay.opaque=y` for opaque dirs).
-//! Unprivileged, the tar's owner and mode go to `user.containers.override_stat`.
+//! Unprivileged, the tar's owner and mode go to `user.containers.override_stat`. As root:
+//! owner, then xattrs, then mode, then times (chown clears setuid bits and
+//! `security.capability`).
 
 use super::tarsplit::{Entry, Kind, Recorder, TarReader};
 use crate::digest::{Digest, HashingReader};
@@ -208,6 +210,7 @@ struct Extractor {
     dir_times: Vec<(PathBuf, i64, i64)>,
     warnings: Vec<String>,
     warned_dev: bool,
+    warned_xattr: bool,
     implicit: std::collections::BTreeSet<PathBuf>,
 }
 
@@ -228,6 +231,7 @@ impl Extractor {
             dir_times: Vec::new(),
             warnings: Vec::new(),
             warned_dev: false,
+            warned_xattr: false,
             implicit: std::collections::BTreeSet::new(),
         }
     }
@@ -413,13 +417,14 @@ impl Extractor {
                 f.flush().map_err(|er| ctx(format!("write failed: {er}")))?;
                 self.meta(pfd, name, e, libc::S_IFREG, None)?;
             }
+            Kind::Symlink if self.privileged => {
+                sys::symlink_at(OsStr::from_bytes(&e.link), pfd, name)
+                    .map_err(|er| ctx(format!("cannot create symlink: {er}")))?;
+                self.meta(pfd, name, e, libc::S_IFLNK, None)?;
+            }
             Kind::Symlink => {
                 sys::symlink_at(OsStr::from_bytes(&e.link), pfd, name)
                     .map_err(|er| ctx(format!("cannot create symlink: {er}")))?;
-                if self.privileged {
-                    sys::chown_at(pfd, name, e.uid as u32, e.gid as u32)
-                        .map_err(|er| ctx(format!("cannot chown symlink: {er}")))?;
-                }
                 let _ = sys::utimens_at(
                     pfd,
                     name,
@@ -501,7 +506,33 @@ impl Extractor {
         Ok(())
     }
 
-    /// Owner, mode, xattrs and (non-dir) times of `name` in `dir`.
+    /// The tar's xattrs on `name` (overlay-private ones dropped; unprivileged, only `user.*`).
+    fn set_xattrs(&mut self, dir: BorrowedFd<'_>, name: &Path, e: &Entry) {
+        for (k, v) in &e.xattrs {
+            if whiteout::is_private_xattr(OsStr::new(k)) {
+                continue;
+            }
+            if !self.privileged && !k.starts_with("user.") {
+                if !self.warned_xattr {
+                    self.warned_xattr = true;
+                    self.warnings.push(format!(
+                        "xattrs outside user.* (such as security.capability) need root and are not kept (first: {} {k})",
+                        shown(&e.path)
+                    ));
+                }
+                continue;
+            }
+            if let Err(er) = sys::set_xattr_at(dir, name, OsStr::new(k), v, 0) {
+                self.warnings.push(format!(
+                    "{}: xattr {k} not kept: cannot set it: {er}",
+                    shown(&e.path)
+                ));
+            }
+        }
+    }
+
+    /// Owner, xattrs, mode and (non-dir) times of `name` in `dir`, in that order: chown
+    /// clears setuid/setgid bits and `security.capability`, so both come after it.
     fn meta(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -513,22 +544,15 @@ impl Extractor {
         let ctx = |m: String| format!("{}: {m}", shown(&e.path));
         let uid = u32::try_from(e.uid).map_err(|_| ctx(format!("uid {} out of range", e.uid)))?;
         let gid = u32::try_from(e.gid).map_err(|_| ctx(format!("gid {} out of range", e.gid)))?;
-        for (k, v) in &e.xattrs {
-            if whiteout::is_private_xattr(OsStr::new(k)) {
-                continue;
-            }
-            if !self.privileged && !k.starts_with("user.") {
-                continue;
-            }
-            if let Err(er) = sys::set_xattr_at(dir, name, OsStr::new(k), v, 0) {
-                self.warnings
-                    .push(format!("{}: xattr {k} not kept: {er}", shown(&e.path)));
-            }
-        }
         if self.privileged {
             sys::chown_at(dir, name, uid, gid).map_err(|er| ctx(format!("cannot chown: {er}")))?;
-            sys::chmod_at(dir, name, e.mode).map_err(|er| ctx(format!("cannot chmod: {er}")))?;
+            self.set_xattrs(dir, name, e);
+            if ty != libc::S_IFLNK {
+                sys::chmod_at(dir, name, e.mode)
+                    .map_err(|er| ctx(format!("cannot chmod: {er}")))?;
+            }
         } else {
+            self.set_xattrs(dir, name, e);
             let real = if ty == libc::S_IFDIR {
                 e.mode | 0o700
             } else {
