@@ -1,14 +1,16 @@
-//! Fidelity of owners, modes and file capabilities through the store (issue 9):
-//! `security.capability` survives load, mount, save and commit (as root). Images are built
-//! in code; what is expected comes from the tar headers, not from the store.
+//! Fidelity of owners, modes, types and file capabilities through the store (issue 9):
+//! `security.capability` survives load, mount, save and commit (as root), and a store loaded
+//! by an unprivileged user presents every entry type with the image's owner and mode in its
+//! mounts and writes them back in save, export and commit. Images are built in code; the
+//! expected views come from the tar headers, not from the store.
 
 use super::build::{self, Layer};
 use super::util::*;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// `struct vfs_cap_data` revision 2 for `cap_net_raw+ep`: magic_etc = revision 2 with the
 /// effective flag, permitted[0] = 1 << CAP_NET_RAW (13), everything else 0 (little endian).
@@ -20,6 +22,18 @@ fn cap_net_raw_ep() -> Vec<u8> {
 }
 
 const CAP: &str = "security.capability";
+
+/// What `lstat` (and readlink) shows of one entry; `nlink` 0 for directories (not compared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Meta {
+    kind: &'static str,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    target: String,
+    dev: (u64, u64),
+    nlink: u64,
+}
 
 /// One tar header, reduced to what a round trip must keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +94,138 @@ fn headers(tar: &[u8]) -> BTreeMap<String, Hdr> {
         }
     }
     out
+}
+
+/// What a mount of a one-layer image with these headers must show.
+fn expected_view(h: &BTreeMap<String, Hdr>) -> BTreeMap<String, Meta> {
+    let mut out = BTreeMap::new();
+    let mut links = Vec::new();
+    for (p, e) in h {
+        let kind = match tar::EntryType::new(e.kind) {
+            tar::EntryType::Directory => "dir",
+            tar::EntryType::Regular => "file",
+            tar::EntryType::Symlink => "symlink",
+            tar::EntryType::Fifo => "fifo",
+            tar::EntryType::Char => "char",
+            tar::EntryType::Block => "block",
+            tar::EntryType::Link => {
+                links.push((p.clone(), e.link.clone()));
+                continue;
+            }
+            t => panic!("{p}: unexpected entry type {t:?}"),
+        };
+        let m = Meta {
+            kind,
+            mode: if kind == "symlink" { 0o777 } else { e.mode },
+            uid: e.uid,
+            gid: e.gid,
+            target: if kind == "symlink" {
+                e.link.clone()
+            } else {
+                String::new()
+            },
+            dev: e.dev,
+            nlink: if kind == "dir" { 0 } else { 1 },
+        };
+        out.insert(p.clone(), m);
+    }
+    for (p, t) in &links {
+        let n = 1 + links.iter().filter(|(_, x)| x == t).count() as u64;
+        let mut m = out[t].clone();
+        m.nlink = n;
+        out.insert(t.clone(), m.clone());
+        out.insert(p.clone(), m);
+    }
+    out
+}
+
+fn dev_parts(rdev: u64) -> (u64, u64) {
+    (
+        ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff),
+        (rdev & 0xff) | ((rdev >> 12) & !0xff),
+    )
+}
+
+/// Every entry under `root` as lstat and readlink show it.
+fn view_of(root: &Path) -> BTreeMap<String, Meta> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Meta>) {
+        for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let p = e.path();
+            let md = std::fs::symlink_metadata(&p).expect("lstat");
+            let ft = md.file_type();
+            let kind = if ft.is_dir() {
+                "dir"
+            } else if ft.is_symlink() {
+                "symlink"
+            } else if ft.is_fifo() {
+                "fifo"
+            } else if ft.is_char_device() {
+                "char"
+            } else if ft.is_block_device() {
+                "block"
+            } else if ft.is_socket() {
+                "socket"
+            } else {
+                "file"
+            };
+            let m = Meta {
+                kind,
+                mode: md.mode() & 0o7777,
+                uid: md.uid() as u64,
+                gid: md.gid() as u64,
+                target: if ft.is_symlink() {
+                    std::fs::read_link(&p)
+                        .expect("readlink")
+                        .display()
+                        .to_string()
+                } else {
+                    String::new()
+                },
+                dev: if ft.is_char_device() || ft.is_block_device() {
+                    dev_parts(md.rdev())
+                } else {
+                    (0, 0)
+                },
+                nlink: if ft.is_dir() { 0 } else { md.nlink() },
+            };
+            let rel = p.strip_prefix(root).expect("prefix").display().to_string();
+            out.insert(rel, m);
+            if ft.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn assert_same_view(got: &BTreeMap<String, Meta>, want: &BTreeMap<String, Meta>, what: &str) {
+    let mut bad = Vec::new();
+    for (p, w) in want {
+        match got.get(p) {
+            Some(g) if g == w => {}
+            Some(g) => bad.push(format!("{p}: shows {g:?}, the image has {w:?}")),
+            None => bad.push(format!("{p}: missing")),
+        }
+    }
+    for p in got.keys().filter(|p| !want.contains_key(*p)) {
+        bad.push(format!("{p}: not in the image"));
+    }
+    assert!(bad.is_empty(), "{what}:\n{}", bad.join("\n"));
+}
+
+/// Owner, mode, type, link target and device must match; a hard link only by its target.
+fn assert_same_headers(got: &Hdr, want: &Hdr, what: &str) {
+    if want.kind == b'1' {
+        assert_eq!((got.kind, &got.link), (want.kind, &want.link), "{what}");
+        return;
+    }
+    let strip = |h: &Hdr| Hdr {
+        xattrs: BTreeMap::new(),
+        ..h.clone()
+    };
+    assert_eq!(strip(got), strip(want), "{what}");
 }
 
 /// The members of a tar archive (docker-archive) by name.
@@ -218,4 +364,255 @@ fn capabilities_survive_load_mount_save_commit() {
         );
     }
     assert_eq!((h["bin/suid"].mode, h["bin/suid"].uid), (0o4755, 1000));
+}
+
+/// Runs layerfs as the unprivileged test user (setpriv, supplementary groups reset).
+fn as_user(st: &St, args: &[&str]) -> Out {
+    let (uid, gid) = crate::common::test_user();
+    let o = Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--init-groups".to_string(),
+        ])
+        .arg(BIN)
+        .arg("--root")
+        .arg(&st.root)
+        .args(args)
+        .env_remove("LAYERFS_ROOT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setpriv");
+    out(o)
+}
+
+fn user_ok(st: &St, args: &[&str]) -> String {
+    let o = as_user(st, args);
+    assert_eq!(o.code, 0, "layerfs {args:?} as the test user: {}", o.stderr);
+    o.stdout
+}
+
+/// A directory the test user owns.
+fn user_dir(st: &St, name: &str) -> PathBuf {
+    let (uid, gid) = crate::common::test_user();
+    let p = st.path(name);
+    std::fs::create_dir(&p).expect("mkdir");
+    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).expect("chown");
+    p
+}
+
+/// Every kind of entry an unprivileged user cannot create as the image has it. `srv/` is
+/// the test user's, so that user can rename what is in it (a copy-up of each kind).
+fn odd_owners_layer(uid: u64, gid: u64) -> Vec<u8> {
+    Layer::new()
+        .dir("bin", 0o755, 0, 0)
+        .file("bin/busybox", b"#!/bin/true\n", 0o755)
+        .symlink("bin/cat", "busybox")
+        .symlink("bin/sh", "/bin/busybox")
+        .dir("dev", 0o755, 0, 0)
+        .chardev("dev/null", 1, 3)
+        .fifo_owned("dev/initctl", 0o600, 0, 0)
+        .dir("run", 0o755, 0, 0)
+        .fifo_owned("run/www.fifo", 0o660, 33, 33)
+        .dir("home", 0o755, 0, 0)
+        .dir("home/u", 0o750, 1000, 1000)
+        .symlink_owned("home/u/link", "../../bin/busybox", 1000, 1000)
+        .symlink_owned("home/u/staff", "nowhere", 0, 50)
+        .dir("usr", 0o755, 0, 0)
+        .dir("usr/bin", 0o755, 0, 0)
+        .file("usr/bin/passwd", b"passwd\n", 0o4755)
+        .file_owned("usr/bin/pair1", b"pair\n", 0o640, 7, 8)
+        .hardlink("usr/bin/pair2", "usr/bin/pair1")
+        .dir("srv", 0o755, uid, gid)
+        .symlink("srv/rootlink", "../bin/busybox")
+        .symlink_owned("srv/mylink", "mine", uid, gid)
+        .symlink_owned("srv/userlink", "/home/u", 1000, 1000)
+        .fifo_owned("srv/fifo33", 0o640, 33, 33)
+        .fifo_owned("srv/rootfifo", 0o644, 0, 0)
+        .chardev("srv/null", 1, 3)
+        .file("srv/suid", b"suid\n", 0o4755)
+        .file_owned("srv/mine", b"mine\n", 0o600, uid, gid)
+        .tar()
+}
+
+const MOVED: [&str; 8] = [
+    "rootlink", "mylink", "userlink", "fifo33", "rootfifo", "null", "suid", "mine",
+];
+
+#[test]
+fn unprivileged_store_keeps_every_entry_type() {
+    if let Some(why) = can_fuse() {
+        eprintln!("skipped: needs root to switch users and mount: {why}");
+        return;
+    }
+    let (uid, gid) = crate::common::test_user();
+    let (u, g) = (uid as u64, gid as u64);
+    let layer = odd_owners_layer(u, g);
+    let orig = headers(&layer);
+    let want = expected_view(&orig);
+    let img = build::Img::new(vec![layer.clone()], &["odd:1"], "odd");
+    let st = St::new();
+    std::fs::set_permissions(st.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    user_dir(&st, "store");
+    let outd = user_dir(&st, "out");
+    let p = st.path("odd.tar");
+    std::fs::write(&p, build::docker_archive(&[&img])).expect("write");
+    let o = as_user(&st, &["image", "load", "-i", p.to_str().expect("utf8")]);
+    if o.code != 0 && o.stderr.contains("Operation not supported") {
+        eprintln!("skipped: no user xattrs on this filesystem: {}", o.stderr);
+        return;
+    }
+    assert_eq!(o.code, 0, "{}", o.stderr);
+
+    // The image mount shows what the tar headers say.
+    let mnt = user_dir(&st, "mnt");
+    let m = mnt.to_str().expect("utf8");
+    {
+        user_ok(&st, &["image", "mount", "--allow-other", "odd:1", m]);
+        let _g = MountGuard(mnt.clone());
+        assert_same_view(
+            &view_of(&mnt),
+            &want,
+            "image mount of the unprivileged store",
+        );
+    }
+
+    // In the layer dir: root-owned symlinks and fifos are real, the others stand-ins.
+    let dir = &layer_dirs(&st, "odd:1")[0];
+    let ov = |f: &str| {
+        getxattr(&dir.join(f), "user.containers.override_stat")
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    };
+    assert!(
+        std::fs::symlink_metadata(dir.join("bin/cat"))
+            .expect("cat")
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::symlink_metadata(dir.join("dev/initctl"))
+            .expect("initctl")
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("srv/userlink")).expect("stand-in"),
+        "/home/u"
+    );
+    assert_eq!(
+        ov("srv/userlink").as_deref(),
+        Some("1000:1000:120777:symlink")
+    );
+    assert_eq!(
+        ov("srv/mylink"),
+        Some(format!("{uid}:{gid}:120777:symlink"))
+    );
+    assert_eq!(ov("run/www.fifo").as_deref(), Some("33:33:10660:pipe"));
+    assert_eq!(ov("srv/mine"), Some(format!("{uid}:{gid}:100600")));
+    assert_eq!(
+        std::fs::read_to_string(dir.parent().expect("cache dir").join("root-ids"))
+            .expect("root-ids")
+            .trim(),
+        format!("{uid}:{gid}")
+    );
+
+    // Save gives back the original headers.
+    let saved = outd.join("saved.tar");
+    user_ok(
+        &st,
+        &[
+            "image",
+            "save",
+            "-o",
+            saved.to_str().expect("utf8"),
+            "odd:1",
+        ],
+    );
+    assert_eq!(
+        headers(&saved_layers(&saved)[0]),
+        orig,
+        "saved layer headers"
+    );
+
+    // A container: every kind in srv/ is renamed (copied up) through its mount.
+    user_ok(&st, &["container", "create", "odd:1", "--name", "odd"]);
+    {
+        user_ok(&st, &["container", "mount", "--allow-other", "odd", m]);
+        let _g = MountGuard(mnt.clone());
+        let script = MOVED
+            .iter()
+            .map(|f| format!("mv srv/{f} srv/{f}.m"))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        let (code, _, err) = crate::common::sh_as_user(&script, &mnt);
+        assert_eq!(code, 0, "renames in the container mount: {err}");
+        // What a rename copied up keeps its stand-in owner; real symlinks and fifos show
+        // the user until commit (docs/store.md).
+        let v = view_of(&mnt);
+        for f in ["mylink", "userlink", "fifo33", "null", "suid", "mine"] {
+            assert_eq!(v[&format!("srv/{f}.m")], want[&format!("srv/{f}")], "{f}");
+        }
+    }
+    let mut moved_want = want.clone();
+    let mut moved_orig = orig.clone();
+    for f in MOVED {
+        let (old, new) = (format!("srv/{f}"), format!("srv/{f}.m"));
+        let m = moved_want.remove(&old).expect("in view");
+        moved_want.insert(new.clone(), m);
+        let h = moved_orig.remove(&old).expect("in tar");
+        moved_orig.insert(new, h);
+    }
+
+    // Export: the merged view with the image's owners.
+    let exp = outd.join("export.tar");
+    user_ok(
+        &st,
+        &[
+            "container",
+            "export",
+            "odd",
+            "-o",
+            exp.to_str().expect("utf8"),
+        ],
+    );
+    let eh = headers(&std::fs::read(&exp).expect("read export"));
+    assert_eq!(
+        eh.keys().collect::<Vec<_>>(),
+        moved_orig.keys().collect::<Vec<_>>(),
+        "exported names"
+    );
+    for (p, w) in &moved_orig {
+        assert_same_headers(&eh[p], w, &format!("exported {p}"));
+    }
+
+    // Commit: the renamed entries come back as the image had them.
+    user_ok(&st, &["container", "commit", "odd", "odd:2"]);
+    let saved2 = outd.join("committed.tar");
+    user_ok(
+        &st,
+        &[
+            "image",
+            "save",
+            "-o",
+            saved2.to_str().expect("utf8"),
+            "odd:2",
+        ],
+    );
+    let layers = saved_layers(&saved2);
+    assert_eq!(layers.len(), 2);
+    assert_eq!(headers(&layers[0]), orig, "the base layer is untouched");
+    let top = headers(&layers[1]);
+    for f in MOVED {
+        let (old, new) = (format!("srv/{f}"), format!("srv/{f}.m"));
+        assert_same_headers(&top[&new], &orig[&old], &format!("committed {new}"));
+        assert!(
+            top.contains_key(&format!("srv/.wh.{f}")),
+            "whiteout of {old}"
+        );
+    }
+    {
+        user_ok(&st, &["image", "mount", "--allow-other", "odd:2", m]);
+        let _g = MountGuard(mnt.clone());
+        assert_same_view(&view_of(&mnt), &moved_want, "image mount of the commit");
+    }
 }
