@@ -42,8 +42,11 @@ impl Layer {
     pub fn file(self, p: &str, data: &[u8], mode: u32) -> Self {
         self.file_owned(p, data, mode, 0, 0)
     }
-    pub fn symlink(mut self, p: &str, target: &str) -> Self {
-        let mut h = hdr(tar::EntryType::Symlink, 0o777, 0, 0);
+    pub fn symlink(self, p: &str, target: &str) -> Self {
+        self.symlink_owned(p, target, 0, 0)
+    }
+    pub fn symlink_owned(mut self, p: &str, target: &str, uid: u64, gid: u64) -> Self {
+        let mut h = hdr(tar::EntryType::Symlink, 0o777, uid, gid);
         self.b.append_link(&mut h, p, target).expect("symlink");
         self
     }
@@ -65,15 +68,30 @@ impl Layer {
     pub fn opaque(self, dir: &str) -> Self {
         self.file(&format!("{dir}/.wh..wh..opq"), b"", 0o644)
     }
-    pub fn xattr_file(mut self, p: &str, data: &[u8], name: &str, value: &[u8]) -> Self {
+    pub fn xattr_file(self, p: &str, data: &[u8], name: &str, value: &[u8]) -> Self {
+        self.xattr_file_owned(p, data, 0o644, (0, 0), name, value)
+    }
+    /// A file with one PAX `SCHILY.xattr.NAME` record (binary values allowed).
+    pub fn xattr_file_owned(
+        mut self,
+        p: &str,
+        data: &[u8],
+        mode: u32,
+        (uid, gid): (u64, u64),
+        name: &str,
+        value: &[u8],
+    ) -> Self {
         let key = format!("SCHILY.xattr.{name}");
         self.b
             .append_pax_extensions([(key.as_str(), value)])
             .expect("pax");
-        self.file(p, data, 0o644)
+        self.file_owned(p, data, mode, uid, gid)
     }
-    pub fn fifo(mut self, p: &str) -> Self {
-        let mut h = hdr(tar::EntryType::Fifo, 0o640, 0, 0);
+    pub fn fifo(self, p: &str) -> Self {
+        self.fifo_owned(p, 0o640, 0, 0)
+    }
+    pub fn fifo_owned(mut self, p: &str, mode: u32, uid: u64, gid: u64) -> Self {
+        let mut h = hdr(tar::EntryType::Fifo, mode, uid, gid);
         self.b
             .append_data(&mut h, p, std::io::empty())
             .expect("fifo");

@@ -5,6 +5,7 @@
 mod build;
 mod concurrency;
 mod containers;
+mod fidelity;
 mod fixtures;
 mod interop;
 mod safety;

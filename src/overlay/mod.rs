@@ -603,7 +603,16 @@ impl OverlayFs {
     pub fn readlink(&self, ino: u64) -> Res<OsString> {
         let node = self.node(ino)?;
         let loc = self.loc_of(&node)?;
-        sys::readlink_at(self.stack.layers[loc.0].fd(), &loc.1).map_err(eno)
+        let dir = self.stack.layers[loc.0].fd();
+        match sys::readlink_at(dir, &loc.1) {
+            // A plain file standing in for a symlink (override type `symlink`): its content.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.use_override => {
+                ownership::read_standin_link(dir, &loc.1)
+                    .map_err(eno)?
+                    .ok_or(libc::EINVAL)
+            }
+            r => r.map_err(eno),
+        }
     }
 
     fn snapshot_dir(&self, node: &Node) -> Res<Vec<DirEntry>> {

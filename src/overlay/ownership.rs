@@ -1,12 +1,17 @@
-//! Ownership without root: the `override_stat` xattr (`UID:GID:MODE[:TYPE]`), uid/gid
-//! mapping (`uidmapping=`/`gidmapping=`) and squashing. Pure functions plus small readers.
+//! Ownership without root: the `override_stat` xattr (`UID:GID:MODE[:TYPE]`), the ids that
+//! stand for 0:0 in a layer an unprivileged store wrote (`root-ids`), plain files standing in
+//! for symlinks, uid/gid mapping (`uidmapping=`/`gidmapping=`) and squashing. Pure functions
+//! plus small readers.
 
 use crate::mount::options::IdRange;
 use crate::sys;
-use std::ffi::OsStr;
-use std::io;
+use dashmap::DashMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
 use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// The xattr we write; the others are read too.
 pub const OVERRIDE_XATTR: &str = "user.containers.override_stat";
@@ -70,8 +75,108 @@ pub fn format_override(uid: u32, gid: u32, mode: u32) -> String {
     format!("{uid}:{gid}:{mode:o}")
 }
 
-/// Read the override of `rel` under `dir`, if any form is present.
+/// The override of `rel` under `dir`: one of the xattr forms, else, in a layer that an
+/// unprivileged store wrote, 0:0 for an entry its owner owns (see [`ROOT_IDS_FILE`]).
 pub fn read_override(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Option<Override>> {
+    if let Some(o) = read_override_xattr(dir, rel)? {
+        return Ok(Some(o));
+    }
+    let Some(ids) = cached_root_ids(dir)? else {
+        return Ok(None);
+    };
+    Ok(root_override(&sys::lstat_at(dir, rel)?, Some(ids)))
+}
+
+/// Next to a layer dir written by an unprivileged image store (`overlay2/<id>/root-ids`
+/// beside `overlay2/<id>/diff`): `UID:GID` of the store owner. There those ids stand for
+/// the image's 0:0, the way a user namespace maps the user to root: an entry of the layer
+/// that has no override and is really owned by them presents as 0:0 (with its real mode and
+/// type). That is how a root-owned symlink or fifo, which cannot carry a user xattr, keeps
+/// its owner; every other entry carries an override.
+pub const ROOT_IDS_FILE: &str = "root-ids";
+
+/// Parse the content of a [`ROOT_IDS_FILE`]: `UID:GID` and an optional newline.
+pub fn parse_root_ids(v: &[u8]) -> Option<(u32, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (u, g) = s.strip_suffix('\n').unwrap_or(s).split_once(':')?;
+    Some((u.parse().ok()?, g.parse().ok()?))
+}
+
+/// The [`ROOT_IDS_FILE`] beside layer dir `layer` (an fd of the layer root), if any.
+pub fn read_root_ids(layer: BorrowedFd<'_>) -> io::Result<Option<(u32, u32)>> {
+    let p = Path::new("..").join(ROOT_IDS_FILE);
+    let fd = match sys::open_at(layer, &p, libc::O_RDONLY | libc::O_NOFOLLOW, 0) {
+        Ok(fd) => fd,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENOTDIR | libc::EACCES | libc::ELOOP)
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut v = Vec::new();
+    std::fs::File::from(fd).take(64).read_to_end(&mut v)?;
+    Ok(parse_root_ids(&v))
+}
+
+/// [`read_root_ids`] once per layer dir (by device and inode) for the life of the process:
+/// the mount asks on every attribute request of an entry without an override.
+fn cached_root_ids(dir: BorrowedFd<'_>) -> io::Result<Option<(u32, u32)>> {
+    /// (st_dev, st_ino) of a layer dir -> its root ids.
+    type Cache = DashMap<(u64, u64), Option<(u32, u32)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let st = sys::fstat(dir)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Ok(None); // an open file (read_override_fd), not a layer root
+    }
+    let cache = CACHE.get_or_init(DashMap::new);
+    let key = (st.st_dev, st.st_ino);
+    if let Some(v) = cache.get(&key) {
+        return Ok(*v);
+    }
+    let v = read_root_ids(dir)?;
+    cache.insert(key, v);
+    Ok(v)
+}
+
+/// The override an entry without one presents under `root_ids`: 0:0 and its real mode when
+/// it is really owned by those ids.
+pub fn root_override(st: &sys::Stat, root_ids: Option<(u32, u32)>) -> Option<Override> {
+    (root_ids == Some((st.st_uid, st.st_gid))).then_some(Override {
+        uid: 0,
+        gid: 0,
+        mode: st.st_mode,
+        rdev: None,
+    })
+}
+
+/// The target of a plain file standing in for a symlink (its override's type is
+/// `symlink`): the file's content. `None` when `rel` is no such stand-in.
+pub fn read_standin_link(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Option<OsString>> {
+    let st = sys::lstat_at(dir, rel)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(None);
+    }
+    match read_override_xattr(dir, rel)? {
+        Some(o) if o.mode & libc::S_IFMT == libc::S_IFLNK => {}
+        _ => return Ok(None),
+    }
+    if st.st_size >= libc::PATH_MAX as i64 {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    let fd = sys::open_at(dir, rel, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
+    let mut v = Vec::new();
+    std::fs::File::from(fd)
+        .take(libc::PATH_MAX as u64)
+        .read_to_end(&mut v)?;
+    Ok(Some(OsString::from_vec(v)))
+}
+
+/// The override of `rel` under `dir` from the xattr forms only.
+pub fn read_override_xattr(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Option<Override>> {
     // One listxattr answers the common case (no override) in a single syscall; this runs
     // on every getattr of an unprivileged mount.
     let names = match sys::list_xattr_at(dir, rel) {
@@ -106,7 +211,7 @@ pub fn read_override(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Option<Overr
 /// Read the override through an open fd (a file that has lost its name).
 pub fn read_override_fd(fd: BorrowedFd<'_>) -> io::Result<Option<Override>> {
     // The empty path makes the *at helpers use the fd itself (flistxattr/fgetxattr).
-    read_override(fd, Path::new(""))
+    read_override_xattr(fd, Path::new(""))
 }
 
 /// Id translation between what the filesystem stores (host) and what the mount shows.
@@ -190,6 +295,23 @@ mod tests {
         assert!(parse_override(b"a:0:644").is_none());
         assert!(parse_override(b"0:0:9").is_none());
         assert!(parse_override(b"0:0:644:weird").is_none());
+    }
+
+    #[test]
+    fn root_ids() {
+        assert_eq!(parse_root_ids(b"1000:1001\n"), Some((1000, 1001)));
+        assert_eq!(parse_root_ids(b"1000:1001"), Some((1000, 1001)));
+        assert!(parse_root_ids(b"1000").is_none());
+        assert!(parse_root_ids(b"a:b\n").is_none());
+        assert!(parse_root_ids(b"1:2\n\n").is_none());
+        let mut st: sys::Stat = unsafe { std::mem::zeroed() };
+        st.st_uid = 1000;
+        st.st_gid = 1001;
+        st.st_mode = libc::S_IFLNK | 0o777;
+        let o = root_override(&st, Some((1000, 1001))).unwrap();
+        assert_eq!((o.uid, o.gid, o.mode), (0, 0, libc::S_IFLNK | 0o777));
+        assert!(root_override(&st, Some((1000, 1000))).is_none());
+        assert!(root_override(&st, None).is_none());
     }
 
     #[test]

@@ -276,7 +276,14 @@ impl Store {
         let plan = self.container_plan(c)?;
         let mut paths = vec![plan.upper.clone().unwrap_or_default()];
         paths.extend(plan.lowers.iter().cloned());
-        Stack::open(&paths)
+        let mut stack = Stack::open(&paths)?;
+        // The upper dir was written by the same store owner as the image's layers (through
+        // the mount): what that owner owns there and has no override for (their new files,
+        // copied-up symlinks and fifos) is the image's root too in commit and export.
+        if stack.root_ids[0].is_none() {
+            stack.root_ids[0] = stack.root_ids[1..].iter().flatten().next().copied();
+        }
+        Ok(stack)
     }
 
     /// `container diff`: A/C/D lines, sorted by path.

@@ -10,6 +10,7 @@
 //!   image/overlay2/layerdb/sha256/<chainID>/          diff size cache-id parent tar-split.json.gz
 //!   image/overlay2/layerdb/mounts/<container id>/     mount-id parent
 //!   overlay2/<cache-id>/{diff/,link,lower}            one layer's files
+//!   overlay2/<cache-id>/root-ids                      unprivileged store: UID:GID that is 0:0
 //!   overlay2/<mount-id>/{diff/,work/,merged/,link,lower}  a container's writable layer
 //!   overlay2/l/<short> -> ../<cache-id>/diff
 //!   containers/<container id>/config.json            name, image, created

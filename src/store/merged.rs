@@ -2,9 +2,11 @@
 //! whiteouts (char 0:0 devices or `.wh.NAME` files) hide lower entries, opaque dirs (xattr
 //! or `.wh..wh..opq`) stop the merge, a directory carrying an overlay redirect xattr
 //! continues in the lower layers at its old path. Used by `container diff/commit/export`,
-//! so none of them needs a mount. Also turns an entry into a tar header with the owner and
-//! mode it presents (`override_stat` xattrs applied) and writes layer tars.
+//! so none of them needs a mount. Also turns an entry into a tar header with the owner, mode
+//! and type it presents (`override_stat` xattrs and a layer's `root-ids` applied, plain-file
+//! stand-ins written as what they stand for) and writes layer tars.
 
+use crate::overlay::ownership;
 use crate::overlay::whiteout::{self, NameClass};
 use crate::sys::{self, Stat};
 use std::collections::{BTreeSet, HashMap};
@@ -18,6 +20,9 @@ use std::path::{Path, PathBuf};
 pub struct Stack {
     pub layers: Vec<OwnedFd>,
     pub paths: Vec<PathBuf>,
+    /// Per layer: the ids that stand for the image's 0:0 there (an unprivileged store's
+    /// layers, see [`ownership::ROOT_IDS_FILE`]).
+    pub root_ids: Vec<Option<(u32, u32)>>,
 }
 
 /// A resolved entry of the merged tree.
@@ -40,16 +45,34 @@ pub fn is_dir(st: &Stat) -> bool {
 impl Stack {
     pub fn open(paths: &[PathBuf]) -> Result<Stack, String> {
         let mut layers = Vec::new();
+        let mut root_ids = Vec::new();
         for p in paths {
-            layers.push(
-                sys::open_dir(p)
-                    .map_err(|e| format!("cannot open layer dir {}: {e}", p.display()))?,
-            );
+            let fd = sys::open_dir(p)
+                .map_err(|e| format!("cannot open layer dir {}: {e}", p.display()))?;
+            root_ids.push(ownership::read_root_ids(fd.as_fd()).map_err(|e| {
+                format!(
+                    "cannot read {} beside {}: {e}",
+                    ownership::ROOT_IDS_FILE,
+                    p.display()
+                )
+            })?);
+            layers.push(fd);
         }
         Ok(Stack {
             layers,
             paths: paths.to_vec(),
+            root_ids,
         })
+    }
+
+    /// Owner, mode and type node `n` presents.
+    pub fn presented(&self, n: &Node) -> Presented {
+        presented(
+            self.layers[n.layer].as_fd(),
+            &n.src,
+            &n.st,
+            self.root_ids[n.layer],
+        )
     }
 
     fn lstat(&self, i: usize, p: &Path) -> Option<Stat> {
@@ -213,8 +236,15 @@ pub struct Presented {
     pub rdev_minor: u32,
 }
 
-/// Apply `override_stat` xattrs (`UID:GID:MODE[:TYPE]`) to a stat.
-pub fn presented(dir: std::os::fd::BorrowedFd<'_>, rel: &Path, st: &Stat) -> Presented {
+/// What an entry presents: its `override_stat` (`UID:GID:MODE[:TYPE]`, a plain file may
+/// stand in for another type), else 0:0 when it is owned by the layer's `root_ids`, else
+/// the real stat. The same rules as the mount's (`ownership::read_override`).
+pub fn presented(
+    dir: std::os::fd::BorrowedFd<'_>,
+    rel: &Path,
+    st: &Stat,
+    root_ids: Option<(u32, u32)>,
+) -> Presented {
     let mut p = Presented {
         uid: st.st_uid,
         gid: st.st_gid,
@@ -222,49 +252,23 @@ pub fn presented(dir: std::os::fd::BorrowedFd<'_>, rel: &Path, st: &Stat) -> Pre
         rdev_major: sys::major(st.st_rdev),
         rdev_minor: sys::minor(st.st_rdev),
     };
-    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-        return p;
-    }
-    for x in [
-        "user.containers.override_stat",
-        "user.fuseoverlayfs.override_stat",
-        "security.fuseoverlayfs.override_stat",
-    ] {
-        if let Ok(Some(v)) = sys::get_xattr_at(dir, rel, OsStr::new(x)) {
-            let s = String::from_utf8_lossy(&v).into_owned();
-            let f: Vec<&str> = s.trim().split(':').collect();
-            if f.len() < 3 {
-                continue;
-            }
-            if let (Ok(u), Ok(g), Ok(m)) =
-                (f[0].parse(), f[1].parse(), u32::from_str_radix(f[2], 8))
-            {
-                p.uid = u;
-                p.gid = g;
-                p.mode = if m & libc::S_IFMT == 0 {
-                    (st.st_mode & libc::S_IFMT) | m
-                } else {
-                    m
-                };
-                if let Some(t) = f.get(3) {
-                    let parts: Vec<&str> = t.split('-').collect();
-                    let ty = match parts[0] {
-                        "char" => libc::S_IFCHR,
-                        "block" => libc::S_IFBLK,
-                        "pipe" => libc::S_IFIFO,
-                        "socket" => libc::S_IFSOCK,
-                        "dir" => libc::S_IFDIR,
-                        "symlink" => libc::S_IFLNK,
-                        _ => libc::S_IFREG,
-                    };
-                    p.mode = ty | (p.mode & 0o7777);
-                    if parts.len() == 3 {
-                        p.rdev_major = parts[1].parse().unwrap_or(0);
-                        p.rdev_minor = parts[2].parse().unwrap_or(0);
-                    }
-                }
-            }
-            break;
+    let over = ownership::read_override_xattr(dir, rel)
+        .ok()
+        .flatten()
+        .or_else(|| ownership::root_override(st, root_ids));
+    if let Some(o) = over {
+        p.uid = o.uid;
+        p.gid = o.gid;
+        let real = st.st_mode & libc::S_IFMT;
+        let ty = if real == libc::S_IFREG && o.mode & libc::S_IFMT != 0 {
+            o.mode & libc::S_IFMT
+        } else {
+            real
+        };
+        p.mode = ty | (o.mode & 0o7777);
+        if let Some(r) = o.rdev {
+            p.rdev_major = sys::major(r);
+            p.rdev_minor = sys::minor(r);
         }
     }
     p
@@ -301,6 +305,9 @@ impl<W: Write> TarOut<W> {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(0o644);
+        // Written out (0:0): left empty, the fields are not numbers to strict readers.
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(0);
         h.set_mtime(0);
         self.b
@@ -321,7 +328,7 @@ impl<W: Write> TarOut<W> {
             return Ok(());
         }
         let dir = stack.layers[li].as_fd();
-        let pr = presented(dir, src, st);
+        let pr = presented(dir, src, st, stack.root_ids[li]);
         let ty = pr.mode & libc::S_IFMT;
         let mut h = tar::Header::new_gnu();
         h.set_uid(pr.uid as u64);
@@ -387,6 +394,18 @@ impl<W: Write> TarOut<W> {
                 h.set_size(len);
                 self.b
                     .append_data(&mut h, rel, f.take(len))
+                    .map_err(|e| Self::err(rel, e))
+            }
+            (libc::S_IFREG, libc::S_IFLNK) => {
+                // A plain file standing in for a symlink: it holds the target.
+                h.set_entry_type(tar::EntryType::Symlink);
+                let t = ownership::read_standin_link(dir, src)
+                    .map_err(|e| Self::err(rel, e))?
+                    .ok_or_else(|| {
+                        Self::err(rel, std::io::Error::other("symlink stand-in changed"))
+                    })?;
+                self.b
+                    .append_link(&mut h, rel, Path::new(&t))
                     .map_err(|e| Self::err(rel, e))
             }
             (_, t) => {

@@ -30,6 +30,7 @@ pub mod tarsplit;
 pub mod unpack;
 
 use crate::digest::{Digest, chain_ids};
+use crate::overlay::ownership;
 use archive::{Blobs, DirBlobs, TarBlobs};
 use layout::{Layout, random_hex, read_text, write_atomic};
 use lock::StoreLock;
@@ -162,6 +163,15 @@ impl Store {
             &dir.join("cache/diff"),
             &dir.join("meta/tar-split.json.gz"),
         )?;
+        let euid = crate::sys::geteuid();
+        if euid != 0 {
+            // Unpacked unprivileged: our ids stand for the image's 0:0 in this layer.
+            let ids = format!("{euid}:{}\n", crate::sys::getegid());
+            write_atomic(
+                &dir.join("cache").join(ownership::ROOT_IDS_FILE),
+                ids.as_bytes(),
+            )?;
+        }
         Ok(Staged { dir, unpacked })
     }
 
@@ -259,22 +269,20 @@ impl Store {
             if !merged::is_dir(&n.st) {
                 continue;
             }
-            let src = stack.layers[n.layer].as_fd();
             if privileged {
                 let _ = crate::sys::chown_at(root, d, n.st.st_uid, n.st.st_gid);
                 let _ = crate::sys::chmod_at(root, d, n.st.st_mode & 0o7777);
-            } else if let Ok(Some(v)) = crate::sys::get_xattr_at(
-                src,
-                &n.src,
-                std::ffi::OsStr::new("user.containers.override_stat"),
-            ) {
-                let _ = crate::sys::set_xattr_at(
+            } else {
+                let p = stack.presented(&n);
+                let v = ownership::format_override(p.uid, p.gid, p.mode);
+                crate::sys::set_xattr_at(
                     root,
                     d,
-                    std::ffi::OsStr::new("user.containers.override_stat"),
-                    &v,
+                    std::ffi::OsStr::new(ownership::OVERRIDE_XATTR),
+                    v.as_bytes(),
                     0,
-                );
+                )
+                .map_err(|e| format!("cannot record owner of {}: {e}", diff.join(d).display()))?;
             }
             let _ = crate::sys::utimens_at(
                 root,

@@ -6,10 +6,16 @@
 //!
 //! Whiteouts become the kernel form as root (char 0:0 device, `trusted.overlay.opaque=y`);
 //! unprivileged they stay `.wh.NAME` files (plus `user.overlay.opaque=y` for opaque dirs).
-//! Unprivileged, the tar's owner and mode go to `user.containers.override_stat`.
+//! Unprivileged, the tar's owner and mode go to `user.containers.override_stat` on every
+//! entry that can carry it. A symlink or fifo of the image's 0:0 is made for real: the store
+//! owner's ids stand for 0:0 (`ownership::ROOT_IDS_FILE`). One of another owner, and every
+//! device, is a plain file standing in for it, its type in the override (`UID:GID:MODE:TYPE`;
+//! a symlink's stand-in holds the target). As root: owner, then xattrs, then mode, then times
+//! (chown clears setuid bits and `security.capability`).
 
 use super::tarsplit::{Entry, Kind, Recorder, TarReader};
 use crate::digest::{Digest, HashingReader};
+use crate::overlay::ownership;
 use crate::overlay::whiteout::{self, NameClass};
 use crate::sys;
 use std::ffi::{OsStr, OsString};
@@ -131,6 +137,18 @@ pub fn unpack(
         flate2::write::GzEncoder::new(io::BufWriter::new(ts_file), flate2::Compression::default());
     let mut reader = TarReader::new(tar_hasher, Recorder::new(gz));
     let mut x = Extractor::new(root);
+    if !x.privileged {
+        // The layer root, unless the tar lists `./` (as the implicit dirs below).
+        let v = ownership::format_override(0, 0, libc::S_IFDIR | 0o755);
+        sys::set_xattr_at(
+            x.root.as_fd(),
+            Path::new(""),
+            OsStr::new(OVERRIDE),
+            v.as_bytes(),
+            0,
+        )
+        .map_err(|e| format!("cannot record owner of {}: {e}", diff_dir.display()))?;
+    }
     let mut size = 0u64;
     let what = |e: io::Error| -> String {
         let s = e.to_string();
@@ -202,16 +220,15 @@ pub fn clean_path(raw: &[u8]) -> Result<Option<PathBuf>, String> {
 struct Extractor {
     root: OwnedFd,
     privileged: bool,
-    euid: u32,
-    egid: u32,
     /// Directories whose mtime is set at the end (children change it).
     dir_times: Vec<(PathBuf, i64, i64)>,
     warnings: Vec<String>,
     warned_dev: bool,
+    warned_xattr: bool,
     implicit: std::collections::BTreeSet<PathBuf>,
 }
 
-const OVERRIDE: &str = "user.containers.override_stat";
+const OVERRIDE: &str = ownership::OVERRIDE_XATTR;
 
 fn shown(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
@@ -219,15 +236,13 @@ fn shown(p: &[u8]) -> String {
 
 impl Extractor {
     fn new(root: OwnedFd) -> Self {
-        let euid = sys::geteuid();
         Extractor {
             root,
-            privileged: euid == 0,
-            euid,
-            egid: unsafe { libc::getegid() },
+            privileged: sys::geteuid() == 0,
             dir_times: Vec::new(),
             warnings: Vec::new(),
             warned_dev: false,
+            warned_xattr: false,
             implicit: std::collections::BTreeSet::new(),
         }
     }
@@ -250,6 +265,14 @@ impl Extractor {
                         format!("cannot create directory for {}: {e}", rel.display())
                     })?;
                     self.implicit.insert(sofar.clone());
+                    if !self.privileged {
+                        // Until the store copies the lower layers' metadata over it.
+                        let v = ownership::format_override(0, 0, libc::S_IFDIR | mode);
+                        sys::set_xattr_at(dir, name, OsStr::new(OVERRIDE), v.as_bytes(), 0)
+                            .map_err(|e| {
+                                format!("cannot record owner of {}: {e}", sofar.display())
+                            })?;
+                    }
                     sys::open_at(dir, name, flags, 0)
                         .map_err(|e| format!("cannot open directory for {}: {e}", rel.display()))?
                 }
@@ -413,19 +436,25 @@ impl Extractor {
                 f.flush().map_err(|er| ctx(format!("write failed: {er}")))?;
                 self.meta(pfd, name, e, libc::S_IFREG, None)?;
             }
-            Kind::Symlink => {
+            Kind::Symlink if self.privileged || (e.uid, e.gid) == (0, 0) => {
                 sys::symlink_at(OsStr::from_bytes(&e.link), pfd, name)
                     .map_err(|er| ctx(format!("cannot create symlink: {er}")))?;
-                if self.privileged {
-                    sys::chown_at(pfd, name, e.uid as u32, e.gid as u32)
-                        .map_err(|er| ctx(format!("cannot chown symlink: {er}")))?;
-                }
-                let _ = sys::utimens_at(
+                self.meta(pfd, name, e, libc::S_IFLNK, None)?;
+            }
+            Kind::Symlink => {
+                // Another owner needs the xattr, which a symlink cannot carry: a plain file
+                // holding the target stands in for it.
+                let fd = sys::open_at(
                     pfd,
                     name,
-                    sys::Time::Omit,
-                    sys::Time::At(e.mtime, e.mtime_nsec),
-                );
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                    0o600,
+                )
+                .map_err(|er| ctx(format!("cannot create symlink stand-in: {er}")))?;
+                File::from(fd)
+                    .write_all(&e.link)
+                    .map_err(|er| ctx(format!("cannot write symlink stand-in: {er}")))?;
+                self.meta(pfd, name, e, libc::S_IFLNK, Some("symlink".into()))?;
             }
             Kind::HardLink => {
                 let target = clean_path(&e.link)?
@@ -452,13 +481,14 @@ impl Extractor {
                 sys::link_at(tparent.as_fd(), tname, pfd, name)
                     .map_err(|er| ctx(format!("cannot create hard link: {er}")))?;
             }
-            Kind::Fifo if self.privileged => {
+            Kind::Fifo if self.privileged || (e.uid, e.gid) == (0, 0) => {
                 sys::mknod_at(pfd, name, libc::S_IFIFO | 0o600, 0)
                     .map_err(|er| ctx(format!("cannot create fifo: {er}")))?;
                 self.meta(pfd, name, e, libc::S_IFIFO, None)?;
             }
             Kind::Fifo => {
-                // user.* xattrs cannot go on a fifo: a plain file stands in for it.
+                // Another owner needs the xattr, which a fifo cannot carry: a plain file
+                // stands in for it.
                 sys::open_at(
                     pfd,
                     name,
@@ -501,7 +531,33 @@ impl Extractor {
         Ok(())
     }
 
-    /// Owner, mode, xattrs and (non-dir) times of `name` in `dir`.
+    /// The tar's xattrs on `name` (overlay-private ones dropped; unprivileged, only `user.*`).
+    fn set_xattrs(&mut self, dir: BorrowedFd<'_>, name: &Path, e: &Entry) {
+        for (k, v) in &e.xattrs {
+            if whiteout::is_private_xattr(OsStr::new(k)) {
+                continue;
+            }
+            if !self.privileged && !k.starts_with("user.") {
+                if !self.warned_xattr {
+                    self.warned_xattr = true;
+                    self.warnings.push(format!(
+                        "xattrs outside user.* (such as security.capability) need root and are not kept (first: {} {k})",
+                        shown(&e.path)
+                    ));
+                }
+                continue;
+            }
+            if let Err(er) = sys::set_xattr_at(dir, name, OsStr::new(k), v, 0) {
+                self.warnings.push(format!(
+                    "{}: xattr {k} not kept: cannot set it: {er}",
+                    shown(&e.path)
+                ));
+            }
+        }
+    }
+
+    /// Owner, xattrs, mode and (non-dir) times of `name` in `dir`, in that order: chown
+    /// clears setuid/setgid bits and `security.capability`, so both come after it.
     fn meta(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -513,42 +569,38 @@ impl Extractor {
         let ctx = |m: String| format!("{}: {m}", shown(&e.path));
         let uid = u32::try_from(e.uid).map_err(|_| ctx(format!("uid {} out of range", e.uid)))?;
         let gid = u32::try_from(e.gid).map_err(|_| ctx(format!("gid {} out of range", e.gid)))?;
-        for (k, v) in &e.xattrs {
-            if whiteout::is_private_xattr(OsStr::new(k)) {
-                continue;
-            }
-            if !self.privileged && !k.starts_with("user.") {
-                continue;
-            }
-            if let Err(er) = sys::set_xattr_at(dir, name, OsStr::new(k), v, 0) {
-                self.warnings
-                    .push(format!("{}: xattr {k} not kept: {er}", shown(&e.path)));
-            }
-        }
         if self.privileged {
             sys::chown_at(dir, name, uid, gid).map_err(|er| ctx(format!("cannot chown: {er}")))?;
-            sys::chmod_at(dir, name, e.mode).map_err(|er| ctx(format!("cannot chmod: {er}")))?;
+            self.set_xattrs(dir, name, e);
+            if ty != libc::S_IFLNK {
+                sys::chmod_at(dir, name, e.mode)
+                    .map_err(|er| ctx(format!("cannot chmod: {er}")))?;
+            }
+        } else if type_suffix.is_none() && matches!(ty, libc::S_IFLNK | libc::S_IFIFO) {
+            // A real symlink or fifo (the image's 0:0 only): it cannot carry a user xattr,
+            // its owner is the store owner's, which stands for 0:0 (`root-ids`).
+            if ty == libc::S_IFIFO {
+                sys::chmod_at(dir, name, e.mode)
+                    .map_err(|er| ctx(format!("cannot chmod: {er}")))?;
+            }
         } else {
+            // The real mode stays usable by the store; the image's goes into the xattr.
             let real = if ty == libc::S_IFDIR {
                 e.mode | 0o700
             } else {
                 (e.mode | 0o600) & !0o6000
             };
             sys::chmod_at(dir, name, real).map_err(|er| ctx(format!("cannot chmod: {er}")))?;
-            let stored_ty = if type_suffix.is_some() {
-                libc::S_IFREG
-            } else {
-                ty
-            };
-            if uid != self.euid || gid != self.egid || real != e.mode || stored_ty != ty {
-                let mut v = format!("{uid}:{gid}:{:o}", ty | e.mode);
-                if let Some(t) = type_suffix {
-                    v.push(':');
-                    v.push_str(&t);
-                }
-                sys::set_xattr_at(dir, name, OsStr::new(OVERRIDE), v.as_bytes(), 0)
-                    .map_err(|er| ctx(format!("cannot record owner/mode in {OVERRIDE}: {er}")))?;
+            self.set_xattrs(dir, name, e);
+            // Always written: without it the store owner's own ids would read as 0:0.
+            let mode = if ty == libc::S_IFLNK { 0o777 } else { e.mode };
+            let mut v = ownership::format_override(uid, gid, ty | mode);
+            if let Some(t) = type_suffix {
+                v.push(':');
+                v.push_str(&t);
             }
+            sys::set_xattr_at(dir, name, OsStr::new(OVERRIDE), v.as_bytes(), 0)
+                .map_err(|er| ctx(format!("cannot record owner/mode in {OVERRIDE}: {er}")))?;
         }
         if ty != libc::S_IFDIR {
             let _ = sys::utimens_at(
