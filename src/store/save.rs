@@ -253,7 +253,14 @@ pub fn write_layer(store: &Store, chain: &Digest, w: &mut dyn Write) -> Result<(
 impl Store {
     /// `image save`: `out` None writes a tar to stdout.
     pub fn save(&self, refs: &[String], out: Option<&Path>, fmt: Format) -> Result<(), String> {
-        let _l = self.lock()?;
+        // Saving only reads the store; the lock keeps our own rm/prune away meanwhile. On a
+        // data-root that dockerd made, take none: taking it empties ROOT/tmp, which there is
+        // dockerd's temp dir (pulls, loads, builds in flight), and dockerd ignores it anyway.
+        let _l = if self.layout.is_docker_root() {
+            None
+        } else {
+            Some(self.lock()?)
+        };
         let repos = Repositories::load(&self.layout)?;
         let mut imgs: Vec<(Image, Vec<String>)> = Vec::new();
         for r in refs {
