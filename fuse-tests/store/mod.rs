@@ -5,6 +5,8 @@
 mod build;
 mod concurrency;
 mod containers;
+mod dockerroot;
+mod dockertar;
 mod fixtures;
 mod interop;
 mod safety;

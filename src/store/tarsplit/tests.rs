@@ -155,7 +155,7 @@ fn docker_record(tar: &[u8]) -> (String, HashMap<Vec<u8>, Vec<u8>>) {
     let mut files = HashMap::new();
     let mut seg: Vec<u8> = Vec::new();
     let mut off = 0;
-    let mut push = |lines: &mut Vec<String>, v: serde_json::Value| {
+    let push = |lines: &mut Vec<String>, v: serde_json::Value| {
         let mut v = v;
         v["position"] = lines.len().into();
         lines.push(v.to_string());
@@ -276,7 +276,8 @@ fn reassembles_dockers_record_reading_only_content() {
 fn reassembly_checks_dockers_checksum() {
     let tar = dot_tar();
     let (rec, files) = docker_record(&tar);
-    let run = |tamper: &dyn Fn(&[u8], &[u8]) -> Vec<u8>| {
+    type Tamper<'a> = &'a dyn Fn(&[u8], &[u8]) -> Vec<u8>;
+    let run = |tamper: Tamper| {
         reassemble(
             rec.as_bytes(),
             |name| {
