@@ -148,21 +148,35 @@ impl Sink for DirSink {
     }
 }
 
+fn record_path(store: &Store, chain: &Digest) -> PathBuf {
+    store.layout.layer_meta(chain).join("tar-split.json.gz")
+}
+
 fn record(store: &Store, chain: &Digest) -> Result<Box<dyn BufRead>, String> {
-    let p = store.layout.layer_meta(chain).join("tar-split.json.gz");
+    let p = record_path(store, chain);
     let f = std::fs::File::open(&p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
     Ok(Box::new(BufReader::new(flate2::read::GzDecoder::new(f))))
 }
 
-/// The size of a layer tar as its record describes it.
+/// The size of a layer tar as its record describes it (this reads the whole record, so a
+/// damaged one is found before any output is written).
 pub fn layer_tar_size(store: &Store, chain: &Digest) -> Result<u64, String> {
+    let ctx = |m: String| {
+        format!(
+            "layer {chain}: {}: {m}",
+            record_path(store, chain).display()
+        )
+    };
     let mut n = 0;
-    for line in record(store, chain)?.lines() {
-        let line = line.map_err(|e| format!("cannot read tar-split of {chain}: {e}"))?;
+    for line in record(store, chain)
+        .map_err(|e| format!("layer {chain}: {e}"))?
+        .lines()
+    {
+        let line = line.map_err(|e| ctx(format!("cannot read: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        n += match tarsplit::parse_line(&line)? {
+        n += match tarsplit::parse_line(&line).map_err(ctx)? {
             Item::Segment(b) => b.len() as u64,
             Item::File { size, .. } => size,
         };
