@@ -352,6 +352,14 @@ pub fn docker_root() -> DockerRoot {
     }
 }
 
+fn record_of(dr: &DockerRoot, layer: usize) -> PathBuf {
+    dr.st
+        .root
+        .join("image/overlay2/layerdb/sha256")
+        .join(&dr.layers[layer].chain_id[7..])
+        .join("tar-split.json.gz")
+}
+
 fn skip_unless_root() -> bool {
     if !is_root() {
         eprintln!("skipped: whiteouts (mknod) and trusted.overlay.opaque need root");
@@ -409,6 +417,8 @@ fn docker_root_read_verbs_and_byte_identical_save() {
             .any(|l| l.starts_with("dockerroot/test") && l.contains("latest") && l.contains(id12)),
         "{ls}"
     );
+    let dg = st.ok(&["images", "--digests"]);
+    assert!(dg.contains(&format!("sha256:{}", sha(b"manifest"))), "{dg}");
     let v = inspect(st, "dockerroot/test");
     assert_eq!(v["Id"], dr.id);
     let diffs: Vec<&str> = dr.layers.iter().map(|l| l.diff_id.as_str()).collect();
@@ -424,6 +434,7 @@ fn docker_root_read_verbs_and_byte_identical_save() {
         assert!(layers.contains(&l.chain_id), "{layers}");
         assert!(layers.contains(&l.diff.display().to_string()), "{layers}");
     }
+    eprintln!("{ls}{h}{layers}");
     let m = save(&dr, TAG);
     assert_layers_identical(&dr, &m);
     // Saving only read dockerd's root: its temp files stay, no lock file appears.
@@ -489,7 +500,7 @@ fn docker_root_damaged_payload_is_named_and_leaves_no_output() {
         return;
     }
     type Damage = fn(&DockerRoot) -> (usize, &'static str, &'static str);
-    let cases: [Damage; 4] = [
+    let cases: [Damage; 5] = [
         |dr| {
             let p = dr.layers[1].diff.join("etc/passwd");
             let mut b = std::fs::read(&p).expect("read");
@@ -512,6 +523,12 @@ fn docker_root_damaged_payload_is_named_and_leaves_no_output() {
             std::fs::write(&p, b"short").expect("write");
             (1, "./opt/x&y", "shorter than recorded (5 of 512 bytes)")
         },
+        |dr| {
+            let p = record_of(dr, 2);
+            let b = std::fs::read(&p).expect("read");
+            std::fs::write(&p, &b[..b.len() / 2]).expect("write");
+            (2, "tar-split.json.gz", "cannot read")
+        },
     ];
     for damage in cases {
         let dr = docker_root();
@@ -520,13 +537,19 @@ fn docker_root_damaged_payload_is_named_and_leaves_no_output() {
         let e = dr
             .st
             .fail(&["image", "save", TAG, "-o", out.to_str().expect("utf8")]);
+        eprintln!("damaged layer {layer}: {}", e.trim_end());
         let l = &dr.layers[layer];
-        for want in [
-            l.diff_id.as_str(),
-            &l.diff.display().to_string(),
-            name,
-            cause,
-        ] {
+        // A damaged record is named by its path (and chainID), damaged content by the
+        // layer's diffID and dir.
+        let (what, path) = if name == "tar-split.json.gz" {
+            (
+                l.chain_id.as_str(),
+                record_of(&dr, layer).display().to_string(),
+            )
+        } else {
+            (l.diff_id.as_str(), l.diff.display().to_string())
+        };
+        for want in [what, &path, name, cause] {
             assert!(e.contains(want), "{want:?} missing from: {e}");
         }
         let left: Vec<_> = std::fs::read_dir(dr.st.dir.path())
