@@ -344,12 +344,53 @@ pub fn docker_root() -> DockerRoot {
         &root.join("image/overlay2/repositories.json"),
         &serde_json::to_vec(&repos).expect("json"),
     );
+    docker_container(&root, &chains[2], &lowers);
     DockerRoot {
         st,
         layers,
         id,
         config,
     }
+}
+
+/// A container as dockerd records it: `layerdb/mounts/<id>/{mount-id,init-id,parent}`, its
+/// layer and `-init` layer under `overlay2/`, `containers/<id>/config.v2.json`.
+const CONTAINER_MOUNT: &str = "5f1d0c3b8a7e6d4c2b1a09f8e7d6c5b4a3928170f6e5d4c3b2a1908f7e6d5c4b";
+
+fn docker_container(root: &Path, top_chain: &str, lowers: &[String]) {
+    let cid = sha(b"container");
+    let mounts = root.join("image/overlay2/layerdb/mounts").join(&cid);
+    put(&mounts.join("mount-id"), CONTAINER_MOUNT.as_bytes());
+    put(
+        &mounts.join("init-id"),
+        format!("{CONTAINER_MOUNT}-init").as_bytes(),
+    );
+    put(&mounts.join("parent"), top_chain.as_bytes());
+    let init_link = short_link("init");
+    for (d, link, lower) in [
+        (
+            format!("{CONTAINER_MOUNT}-init"),
+            init_link.clone(),
+            lowers.join(":"),
+        ),
+        (
+            CONTAINER_MOUNT.to_string(),
+            short_link("rw"),
+            format!("l/{init_link}:{}", lowers.join(":")),
+        ),
+    ] {
+        let ldir = root.join("overlay2").join(&d);
+        put(&ldir.join("diff/etc/hostname"), b"container\n");
+        std::fs::create_dir_all(ldir.join("work")).expect("mkdir");
+        put(&ldir.join("link"), link.as_bytes());
+        put(&ldir.join("lower"), lower.as_bytes());
+        std::os::unix::fs::symlink(format!("../{d}/diff"), root.join("overlay2/l").join(&link))
+            .expect("symlink");
+    }
+    put(
+        &root.join("containers").join(&cid).join("config.v2.json"),
+        br#"{"ID":"container"}"#,
+    );
 }
 
 fn record_of(dr: &DockerRoot, layer: usize) -> PathBuf {
@@ -559,6 +600,33 @@ fn docker_root_damaged_payload_is_named_and_leaves_no_output() {
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
+}
+
+/// `image prune` on a Docker root keeps dockerd's container layers (which layerfs's own
+/// container records do not list) and the image a container uses.
+#[test]
+fn docker_root_prune_keeps_dockerd_container_layers() {
+    if skip_unless_root() {
+        return;
+    }
+    let dr = docker_root();
+    dr.st.ok(&["image", "prune"]);
+    for d in [
+        CONTAINER_MOUNT.to_string(),
+        format!("{CONTAINER_MOUNT}-init"),
+    ] {
+        let p = dr
+            .st
+            .root
+            .join("overlay2")
+            .join(&d)
+            .join("diff/etc/hostname");
+        assert!(p.is_file(), "image prune removed {}", p.display());
+    }
+    for l in &dr.layers {
+        assert!(l.diff.is_dir(), "image prune removed {}", l.diff.display());
+    }
+    assert_layers_identical(&dr, &save(&dr, TAG));
 }
 
 fn tar_split_bin() -> Option<&'static str> {
