@@ -5,6 +5,7 @@
 mod build;
 mod concurrency;
 mod containers;
+mod dockerlayout;
 mod dockerroot;
 mod dockertar;
 mod fixtures;
