@@ -24,6 +24,7 @@ if [ "$(id -u)" = 0 ]; then
     command -v runc >/dev/null || missing+=(runc)
     command -v newuidmap >/dev/null || missing+=(uidmap)
     command -v skopeo >/dev/null || missing+=(skopeo)
+    command -v tar-split >/dev/null || missing+=(tar-split)
     # pjdfstest (overlay::pjdfs) is built from source and driven by perl's prove; its
     # scripts make names with openssl.
     command -v autoreconf >/dev/null || missing+=(autoconf)

@@ -5,6 +5,9 @@
 mod build;
 mod concurrency;
 mod containers;
+mod dockerlayout;
+mod dockerroot;
+mod dockertar;
 mod fidelity;
 mod fixtures;
 mod interop;

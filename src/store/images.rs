@@ -532,6 +532,17 @@ impl Store {
         for c in self.containers()? {
             known.insert(c.mount_id.clone());
         }
+        // Container layers as layerdb/mounts records them: `mount-id` (ours and dockerd's)
+        // and dockerd's `init-id` (`<id>-init`), so a Docker data-root keeps its containers.
+        if let Ok(rd) = std::fs::read_dir(self.layout.mounts_db()) {
+            for e in rd.flatten() {
+                for f in ["mount-id", "init-id"] {
+                    if let Ok(id) = super::layout::read_text(&e.path().join(f)) {
+                        known.insert(id);
+                    }
+                }
+            }
+        }
         known.insert("l".into());
         let ov = self.layout.overlay2();
         for e in std::fs::read_dir(&ov)

@@ -54,8 +54,15 @@ impl Layout {
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("lock")
     }
+    /// Staging (cleared by whoever takes the store lock). In a data-root that dockerd
+    /// made, `tmp/` is dockerd's own (pulls, loads, builds in flight): layerfs stages in a
+    /// directory of its own inside it, so clearing never touches dockerd's files.
     pub fn tmp(&self) -> PathBuf {
-        self.root.join("tmp")
+        if self.is_docker_root() {
+            self.root.join("tmp/layerfs")
+        } else {
+            self.root.join("tmp")
+        }
     }
     pub fn image_dir(&self) -> PathBuf {
         self.root.join("image/overlay2")
@@ -100,6 +107,12 @@ impl Layout {
         self.containers().join(id)
     }
 
+    /// Is this a data-root that dockerd made (`--root /var/lib/docker`)? It has files dockerd
+    /// writes at startup and layerfs never does. Its `tmp/` is then dockerd's temp dir.
+    pub fn is_docker_root(&self) -> bool {
+        DOCKERD_MARKERS.iter().any(|m| self.root.join(m).exists())
+    }
+
     /// Every directory the store needs, created if missing.
     pub fn ensure(&self) -> Result<(), String> {
         for d in [
@@ -117,6 +130,14 @@ impl Layout {
         Ok(())
     }
 }
+
+/// Files dockerd keeps in its data-root: the engine ID (Docker 25+), the local volume
+/// driver's database and libnetwork's local store.
+const DOCKERD_MARKERS: [&str; 3] = [
+    "engine-id",
+    "volumes/metadata.db",
+    "network/files/local-kv.db",
+];
 
 /// Write `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {

@@ -10,7 +10,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::sys;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,21 +148,35 @@ impl Sink for DirSink {
     }
 }
 
+fn record_path(store: &Store, chain: &Digest) -> PathBuf {
+    store.layout.layer_meta(chain).join("tar-split.json.gz")
+}
+
 fn record(store: &Store, chain: &Digest) -> Result<Box<dyn BufRead>, String> {
-    let p = store.layout.layer_meta(chain).join("tar-split.json.gz");
+    let p = record_path(store, chain);
     let f = std::fs::File::open(&p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
     Ok(Box::new(BufReader::new(flate2::read::GzDecoder::new(f))))
 }
 
-/// The size of a layer tar as its record describes it.
+/// The size of a layer tar as its record describes it (this reads the whole record, so a
+/// damaged one is found before any output is written).
 pub fn layer_tar_size(store: &Store, chain: &Digest) -> Result<u64, String> {
+    let ctx = |m: String| {
+        format!(
+            "layer {chain}: {}: {m}",
+            record_path(store, chain).display()
+        )
+    };
     let mut n = 0;
-    for line in record(store, chain)?.lines() {
-        let line = line.map_err(|e| format!("cannot read tar-split of {chain}: {e}"))?;
+    for line in record(store, chain)
+        .map_err(|e| format!("layer {chain}: {e}"))?
+        .lines()
+    {
+        let line = line.map_err(|e| ctx(format!("cannot read: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        n += match tarsplit::parse_line(&line)? {
+        n += match tarsplit::parse_line(&line).map_err(ctx)? {
             Item::Segment(b) => b.len() as u64,
             Item::File { size, .. } => size,
         };
@@ -170,33 +184,82 @@ pub fn layer_tar_size(store: &Store, chain: &Digest) -> Result<u64, String> {
     Ok(n)
 }
 
+/// Open a layer file named by a tar-split record for reading, under the layer root and
+/// without following a symlink anywhere on the way: every directory is opened `O_NOFOLLOW`
+/// relative to the one above, and the last component must be a regular file. Names are
+/// cleaned as extraction cleans them (`./etc/passwd` is `etc/passwd`, `..` is refused).
+fn open_layer_file(root: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<std::fs::File> {
+    let rel = super::unpack::clean_path(name)
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| std::io::Error::other("the name is the layer root, which has no content"))?;
+    let comps: Vec<&std::ffi::OsStr> = rel.iter().collect();
+    let (last, dirs) = comps
+        .split_last()
+        .ok_or_else(|| std::io::Error::other("empty name"))?;
+    let mut dir: Option<OwnedFd> = None;
+    for c in dirs {
+        let at = dir.as_ref().map(|d| d.as_fd()).unwrap_or(root);
+        let next = sys::open_at(
+            at,
+            Path::new(c),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+        )
+        .map_err(|e| {
+            if sys::errno(&e) == libc::ELOOP || sys::errno(&e) == libc::ENOTDIR {
+                std::io::Error::other(format!(
+                    "{} is not a directory in the layer (a symlink is not followed)",
+                    Path::new(c).display()
+                ))
+            } else {
+                e
+            }
+        })?;
+        dir = Some(next);
+    }
+    let at = dir.as_ref().map(|d| d.as_fd()).unwrap_or(root);
+    // O_NONBLOCK: a fifo must not hang the save; it is refused below.
+    let fd = sys::open_at(
+        at,
+        Path::new(last),
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        0,
+    )
+    .map_err(|e| {
+        if sys::errno(&e) == libc::ELOOP {
+            std::io::Error::other("it is a symlink in the layer dir, not a file")
+        } else {
+            e
+        }
+    })?;
+    let st = sys::fstat(fd.as_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(std::io::Error::other(
+            "it is not a regular file in the layer dir",
+        ));
+    }
+    Ok(std::fs::File::from(fd))
+}
+
 /// Rebuild a layer tar into `w`, checking its digest against the diffID.
 pub fn write_layer(store: &Store, chain: &Digest, w: &mut dyn Write) -> Result<(), String> {
     let l = store
         .layer(chain)?
         .ok_or_else(|| format!("layer {chain} is missing from the store"))?;
-    let root = sys::open_dir(&l.diff_dir)
-        .map_err(|e| format!("cannot open {}: {e}", l.diff_dir.display()))?;
+    let ctx = |m: String| format!("layer {} ({}): {m}", l.diff_id, l.diff_dir.display());
+    let root = sys::open_dir(&l.diff_dir).map_err(|e| ctx(format!("cannot open: {e}")))?;
     let mut hw = HashingWriter::new(w);
     tarsplit::reassemble(
         record(store, chain)?,
-        |name| {
-            let rel = super::unpack::clean_path(name)
-                .map_err(std::io::Error::other)?
-                .ok_or_else(|| std::io::Error::other("empty name"))?;
-            let fd = sys::open_at(root.as_fd(), &rel, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
-            Ok(Box::new(std::fs::File::from(fd)) as Box<dyn Read>)
-        },
+        |name| Ok(Box::new(open_layer_file(root.as_fd(), name)?) as Box<dyn Read>),
         &mut hw,
     )
-    .map_err(|e| format!("layer {}: {e}", l.diff_id))?;
+    .map_err(ctx)?;
     let (_, got, _) = hw.finish();
     if got != l.diff_id {
-        return Err(format!(
-            "layer {} ({}): the rebuilt tar has digest {got}, not its diffID; the layer dir was changed",
-            l.diff_id,
-            l.diff_dir.display()
-        ));
+        return Err(ctx(format!(
+            "the rebuilt tar has digest {got}, not its diffID; the layer dir was changed"
+        )));
     }
     Ok(())
 }
@@ -204,7 +267,14 @@ pub fn write_layer(store: &Store, chain: &Digest, w: &mut dyn Write) -> Result<(
 impl Store {
     /// `image save`: `out` None writes a tar to stdout.
     pub fn save(&self, refs: &[String], out: Option<&Path>, fmt: Format) -> Result<(), String> {
-        let _l = self.lock()?;
+        // Saving only reads the store; the lock keeps our own rm/prune away meanwhile. On a
+        // data-root that dockerd made, take none: taking it empties ROOT/tmp, which there is
+        // dockerd's temp dir (pulls, loads, builds in flight), and dockerd ignores it anyway.
+        let _l = if self.layout.is_docker_root() {
+            None
+        } else {
+            Some(self.lock()?)
+        };
         let repos = Repositories::load(&self.layout)?;
         let mut imgs: Vec<(Image, Vec<String>)> = Vec::new();
         for r in refs {

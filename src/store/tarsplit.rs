@@ -6,9 +6,17 @@
 //! dir. [`reassemble`] walks the record and the layer dir and writes the original tar back, byte
 //! for byte, so a saved layer has the diffID it was loaded with.
 //!
-//! Record format (gzip'd JSON lines, the shape of Docker's `tar-split.json.gz`):
-//! `{"type":2,"payload":"<base64 bytes>","position":N}` for a segment and
-//! `{"type":1,"name":"path/in/layer","size":N,"position":N}` for file content.
+//! Record format: Docker's `tar-split.json.gz` (what `github.com/vbatts/tar-split` writes
+//! inside dockerd), gzip'd JSON lines, one per item, `position` counting from 0:
+//! `{"type":2,"payload":"<base64 bytes>","position":N}` is a segment (raw header, PAX and
+//! GNU long-name records, padding, end blocks, trailing bytes) and
+//! `{"type":1,"name":"path","size":N,"payload":"<base64 crc64>","position":N}` an entry whose
+//! content (if `size` > 0) comes from the layer dir. `name_raw` (base64) replaces `name` when
+//! the path is not UTF-8. Docker writes a type 1 line for *every* header, with the path as
+//! the tar had it (`./`, `./etc/`, `etc/passwd`, a PAX or GNU long name): `size` is omitted
+//! and `payload` is `null` when there is no content, else `payload` is the CRC-64 (Go's
+//! `hash/crc64`, ISO table) of the content, 8 bytes big-endian. We write type 1 lines only
+//! for content, with the same checksum, so dockerd can rebuild our layers too.
 
 use std::io::{self, Read, Write};
 
@@ -54,6 +62,8 @@ pub struct Recorder<W: Write> {
     out: W,
     pending: Vec<u8>,
     position: u64,
+    /// The file entry being read: its line is written once its content's checksum is known.
+    file: Option<(Vec<u8>, u64, Crc64)>,
 }
 
 impl<W: Write> Recorder<W> {
@@ -62,10 +72,29 @@ impl<W: Write> Recorder<W> {
             out,
             pending: Vec::new(),
             position: 0,
+            file: None,
         }
     }
     fn raw(&mut self, b: &[u8]) {
         self.pending.extend_from_slice(b);
+    }
+    /// A file entry starts: what was read before it is one segment.
+    fn start_file(&mut self, name: &[u8], size: u64) -> io::Result<()> {
+        self.flush_segment()?;
+        self.file = Some((name.to_vec(), size, Crc64::new()));
+        Ok(())
+    }
+    fn content(&mut self, b: &[u8]) {
+        if let Some((_, _, crc)) = &mut self.file {
+            crc.update(b);
+        }
+    }
+    /// The file entry's content has all been read.
+    fn end_file(&mut self) -> io::Result<()> {
+        match self.file.take() {
+            Some((name, size, crc)) => self.file_line(&name, size, &crc.sum()),
+            None => Ok(()),
+        }
     }
     fn flush_segment(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
@@ -81,14 +110,15 @@ impl<W: Write> Recorder<W> {
         self.pending.clear();
         Ok(())
     }
-    fn file(&mut self, name: &[u8], size: u64) -> io::Result<()> {
-        self.flush_segment()?;
+    fn file_line(&mut self, name: &[u8], size: u64, crc: &[u8; 8]) -> io::Result<()> {
+        let payload = base64_encode(crc);
         let line = match std::str::from_utf8(name) {
-            Ok(n) => {
-                serde_json::json!({"type": 1, "name": n, "size": size, "position": self.position})
-            }
+            Ok(n) => serde_json::json!({
+                "type": 1, "name": n, "size": size, "payload": payload, "position": self.position
+            }),
             Err(_) => serde_json::json!({
-                "type": 1, "name_raw": base64_encode(name), "size": size, "position": self.position
+                "type": 1, "name_raw": base64_encode(name), "size": size, "payload": payload,
+                "position": self.position
             }),
         };
         writeln!(self.out, "{line}")?;
@@ -97,6 +127,7 @@ impl<W: Write> Recorder<W> {
     }
     /// Write the last segment and return the sink.
     pub fn finish(mut self) -> io::Result<W> {
+        self.end_file()?;
         self.flush_segment()?;
         Ok(self.out)
     }
@@ -233,9 +264,10 @@ impl<R: Read, W: Write> TarReader<R, W> {
             }
             self.offset += n as u64;
             self.remaining -= n as u64;
+            self.rec.content(&buf[..n]);
             w.write_all(&buf[..n])?;
         }
-        Ok(())
+        self.rec.end_file()
     }
 
     /// The next entry, or `None` at the end of the archive (after the trailer is recorded).
@@ -362,6 +394,13 @@ impl<R: Read, W: Write> TarReader<R, W> {
             if let Some(n) = long_name.take() {
                 path = n;
             }
+            // A legacy "regular" entry (type NUL) named with a trailing slash is a directory,
+            // as Go's archive/tar (and so dockerd) reads it.
+            let kind = if typeflag == 0 && path.ends_with(b"/") {
+                Kind::Dir
+            } else {
+                kind
+            };
             let mut link = cstr_field(&h[157..257]);
             if let Some(l) = long_link.take() {
                 link = l;
@@ -429,7 +468,7 @@ impl<R: Read, W: Write> TarReader<R, W> {
             self.current_is_file = e.kind == Kind::File;
             if self.current_is_file {
                 if has_content {
-                    self.rec.file(&e.path, e.size)?;
+                    self.rec.start_file(&e.path, e.size)?;
                 }
             } else if e.size > MAX_META_SIZE {
                 return Err(bad(format!(
@@ -484,37 +523,80 @@ fn parse_pax(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
 /// One line of a tar-split record.
 pub enum Item {
     Segment(Vec<u8>),
-    File { name: Vec<u8>, size: u64 },
+    /// An entry: `size` bytes of content to read from the layer dir (none when 0), and the
+    /// CRC-64 Docker records for content (absent in records of older layerfs versions).
+    File {
+        name: Vec<u8>,
+        size: u64,
+        crc: Option<[u8; 8]>,
+    },
 }
 
 /// Parse one record line.
 pub fn parse_line(line: &str) -> Result<Item, String> {
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("corrupt tar-split record: {e}"))?;
-    match v.get("type").and_then(|t| t.as_u64()) {
-        Some(2) => {
-            let p = v.get("payload").and_then(|p| p.as_str()).unwrap_or("");
-            Ok(Item::Segment(base64_decode(p)?))
+    // `payload` is base64 or null (Go's encoding of a nil byte slice).
+    let payload = || -> Result<Vec<u8>, String> {
+        match v.get("payload") {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(serde_json::Value::String(p)) => base64_decode(p),
+            Some(_) => Err("corrupt tar-split record: payload is not a string".into()),
         }
+    };
+    match v.get("type").and_then(|t| t.as_u64()) {
+        Some(2) => Ok(Item::Segment(payload()?)),
         Some(1) => {
-            let name = if let Some(n) = v.get("name").and_then(|n| n.as_str()) {
-                n.as_bytes().to_vec()
-            } else {
-                base64_decode(v.get("name_raw").and_then(|n| n.as_str()).unwrap_or(""))?
+            let name = match (v.get("name_raw"), v.get("name")) {
+                (Some(serde_json::Value::String(r)), _) if !r.is_empty() => base64_decode(r)?,
+                (_, Some(serde_json::Value::String(n))) => n.as_bytes().to_vec(),
+                _ => Vec::new(),
             };
-            let size = v.get("size").and_then(|s| s.as_u64()).unwrap_or(0);
-            Ok(Item::File { name, size })
+            let size = match v.get("size") {
+                None | Some(serde_json::Value::Null) => 0,
+                Some(s) => s.as_u64().filter(|s| *s <= MAX_ENTRY_SIZE).ok_or_else(|| {
+                    format!(
+                        "corrupt tar-split record: bad size {s} for {:?}",
+                        shown(&name)
+                    )
+                })?,
+            };
+            let p = payload()?;
+            let crc = match p.len() {
+                0 => None,
+                8 => {
+                    let mut c = [0u8; 8];
+                    c.copy_from_slice(&p);
+                    Some(c)
+                }
+                n => {
+                    return Err(format!(
+                        "corrupt tar-split record: the checksum of {:?} has {n} bytes, not 8",
+                        shown(&name)
+                    ));
+                }
+            };
+            Ok(Item::File { name, size, crc })
         }
         _ => Err("corrupt tar-split record: unknown entry type".into()),
     }
 }
 
+fn shown(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
 /// Write the original tar back from a record and a way to open each file's content.
+///
+/// Only entries with content (`size` > 0) are opened: directories, links, devices,
+/// whiteouts, empty files and the layer root (`./`) are all in the segments already. Exactly
+/// `size` bytes are copied; when the record has a checksum, the content must match it.
 pub fn reassemble(
     record: impl io::BufRead,
     mut open: impl FnMut(&[u8]) -> io::Result<Box<dyn Read>>,
     out: &mut dyn Write,
 ) -> Result<(), String> {
+    let mut buf = vec![0u8; 256 * 1024];
     for line in record.lines() {
         let line = line.map_err(|e| format!("cannot read tar-split record: {e}"))?;
         if line.trim().is_empty() {
@@ -524,20 +606,92 @@ pub fn reassemble(
             Item::Segment(b) => out
                 .write_all(&b)
                 .map_err(|e| format!("write failed: {e}"))?,
-            Item::File { name, size } => {
-                let shown = String::from_utf8_lossy(&name).into_owned();
-                let f = open(&name).map_err(|e| format!("cannot open layer file {shown}: {e}"))?;
-                let n = io::copy(&mut f.take(size), out)
-                    .map_err(|e| format!("cannot copy layer file {shown}: {e}"))?;
-                if n != size {
+            Item::File { size: 0, .. } => {}
+            Item::File { name, size, crc } => {
+                let shown = shown(&name);
+                let mut f =
+                    open(&name).map_err(|e| format!("cannot open layer file {shown}: {e}"))?;
+                let mut sum = Crc64::new();
+                let mut left = size;
+                while left > 0 {
+                    let want = left.min(buf.len() as u64) as usize;
+                    let n = match f.read(&mut buf[..want]) {
+                        Ok(0) => {
+                            return Err(format!(
+                                "layer file {shown} is shorter than recorded ({} of {size} bytes): the layer dir was modified",
+                                size - left
+                            ));
+                        }
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(format!("cannot read layer file {shown}: {e}")),
+                    };
+                    sum.update(&buf[..n]);
+                    out.write_all(&buf[..n])
+                        .map_err(|e| format!("write failed: {e}"))?;
+                    left -= n as u64;
+                }
+                if let Some(want) = crc
+                    && sum.sum() != want
+                {
                     return Err(format!(
-                        "layer file {shown} is shorter than recorded ({n} of {size} bytes): the layer dir was modified"
+                        "layer file {shown} does not match its recorded checksum (crc64 {}, recorded {}): the layer dir was modified",
+                        crate::digest::hex(&sum.sum()),
+                        crate::digest::hex(&want)
                     ));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// CRC-64 as Go's `hash/crc64` computes it with the ISO table (tar-split's file checksum):
+/// reflected polynomial 0xD800000000000000, initial value and final xor all ones, the sum
+/// written big-endian. Check value of `123456789`: `b90956c775a41001`.
+#[derive(Clone)]
+pub struct Crc64(u64);
+
+const CRC64_TABLE: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u64;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0xD800_0000_0000_0000
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+impl Crc64 {
+    pub fn new() -> Crc64 {
+        Crc64(!0)
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        let mut c = self.0;
+        for b in data {
+            c = CRC64_TABLE[((c as u8) ^ b) as usize] ^ (c >> 8);
+        }
+        self.0 = c;
+    }
+    pub fn sum(&self) -> [u8; 8] {
+        (!self.0).to_be_bytes()
+    }
+}
+
+impl Default for Crc64 {
+    fn default() -> Self {
+        Crc64::new()
+    }
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -584,110 +738,4 @@ pub fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn sample_tar() -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        b.append_data(&mut h, "etc/", &[][..]).unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_mode(0o4755);
-        h.set_size(5);
-        h.set_uid(1000);
-        b.append_data(&mut h, "etc/hello", &b"hello"[..]).unwrap();
-        let long = format!("etc/{}", "x".repeat(150));
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o644);
-        h.set_size(700);
-        b.append_data(&mut h, &long, &vec![7u8; 700][..]).unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        b.append_link(&mut h, "etc/link", "hello").unwrap();
-        b.append_pax_extensions([("SCHILY.xattr.user.a", &b"v"[..])])
-            .unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_mode(0o600);
-        h.set_size(0);
-        b.append_data(&mut h, "etc/empty", &[][..]).unwrap();
-        b.into_inner().unwrap()
-    }
-
-    #[test]
-    fn base64_round_trip() {
-        for n in 0..20 {
-            let d: Vec<u8> = (0..n).map(|i| (i * 37 + 5) as u8).collect();
-            assert_eq!(base64_decode(&base64_encode(&d)).unwrap(), d);
-        }
-        assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
-    }
-
-    #[test]
-    fn parse_and_reassemble_byte_identical() {
-        let tar = sample_tar();
-        let mut r = TarReader::new(&tar[..], Recorder::new(Vec::new()));
-        let mut files: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        let mut seen = Vec::new();
-        while let Some(e) = r.next_entry().unwrap() {
-            seen.push((
-                String::from_utf8_lossy(&e.path).into_owned(),
-                e.kind,
-                e.mode,
-            ));
-            if e.kind == Kind::File {
-                let mut c = Vec::new();
-                r.copy_content(&mut c).unwrap();
-                files.insert(e.path.clone(), c);
-            }
-            if e.path == b"etc/empty" {
-                assert_eq!(e.xattrs, vec![("user.a".to_string(), b"v".to_vec())]);
-            }
-        }
-        let (rec, n, _) = r.finish().unwrap();
-        assert_eq!(n, tar.len() as u64);
-        assert_eq!(seen[1], ("etc/hello".into(), Kind::File, 0o4755));
-        assert_eq!(seen[2].0.len(), 154);
-        let mut out = Vec::new();
-        reassemble(
-            &rec[..],
-            |name| Ok(Box::new(io::Cursor::new(files[name].clone())) as Box<dyn Read>),
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, tar);
-    }
-
-    #[test]
-    fn truncated_and_corrupt() {
-        let tar = sample_tar();
-        let cut = &tar[..1100];
-        let mut r = TarReader::new(cut, Recorder::new(Vec::new()));
-        let mut err = None;
-        loop {
-            match r.next_entry() {
-                Ok(Some(e)) if e.kind == Kind::File => {
-                    if let Err(x) = r.copy_content(&mut io::sink()) {
-                        err = Some(x);
-                        break;
-                    }
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(x) => {
-                    err = Some(x);
-                    break;
-                }
-            }
-        }
-        assert!(err.unwrap().to_string().contains("truncated"));
-        let mut bad_tar = tar.clone();
-        bad_tar[10] ^= 0x55;
-        let mut r = TarReader::new(&bad_tar[..], Recorder::new(Vec::new()));
-        assert!(r.next_entry().unwrap_err().to_string().contains("checksum"));
-    }
-}
+mod tests;
