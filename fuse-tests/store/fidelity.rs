@@ -432,6 +432,9 @@ fn odd_owners_layer(uid: u64, gid: u64) -> Vec<u8> {
         .chardev("srv/null", 1, 3)
         .file("srv/suid", b"suid\n", 0o4755)
         .file_owned("srv/mine", b"mine\n", 0o600, uid, gid)
+        // NAME_MAX names survive load, mount, save and commit.
+        .file(&format!("srv/{}", "n".repeat(255)), b"long\n", 0o644)
+        .symlink(&format!("bin/{}", "l".repeat(255)), "busybox")
         .tar()
 }
 
