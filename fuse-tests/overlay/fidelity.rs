@@ -289,6 +289,25 @@ fn scenario_setuid_cleared_by_writes_of_others() {
             .write_all(b"root\n")?;
         mode_of(&p)
     });
+    d.ok("chown -1 -1 changes only the change time", |m| {
+        let mut out = Vec::new();
+        for f in ["s/upper-suid", "s/lower-sgid-noexec", "a/f1"] {
+            let p = m.join(f);
+            let before = fs::symlink_metadata(&p)?;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+                .map_err(io::Error::other)?;
+            if unsafe { libc::chown(c.as_ptr(), u32::MAX, u32::MAX) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let after = fs::symlink_metadata(&p)?;
+            out.push((
+                after.ctime_nsec() != before.ctime_nsec() || after.ctime() != before.ctime(),
+                after.mode(),
+            ));
+        }
+        Ok(out)
+    });
     d.ok("chown clears setuid", |m| {
         let p = m.join("s/upper-suid");
         sys::lchown(&p, 1001, 1001)?;

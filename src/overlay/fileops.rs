@@ -360,6 +360,16 @@ impl OverlayFs {
             let mt = a.mtime.unwrap_or(sys::Time::Omit);
             sys::utimens_at(up, rel, at, mt).map_err(eno)?;
         }
+        let nothing = a.mode.is_none()
+            && a.uid.is_none()
+            && a.gid.is_none()
+            && a.size.is_none()
+            && a.atime.is_none()
+            && a.mtime.is_none();
+        if nothing {
+            // chown(f, -1, -1) changes nothing but the change time (as on the kernel).
+            sys::chown_at(up, rel, u32::MAX, u32::MAX).map_err(eno)?;
+        }
         self.getattr(ino, fh)
     }
 
