@@ -428,7 +428,9 @@ impl Filesystem for LayerFs {
         match r {
             // Writes that clear set-id bits must reach the daemon: no passthrough (direct
             // I/O is allowed beside other opens' passthrough).
-            Ok(o) if o.via_daemon => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_DIRECT_IO),
+            Ok(o) if o.via_daemon && self.passthrough.load(Ordering::Relaxed) => {
+                reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_DIRECT_IO)
+            }
             Ok(o) => self.reply_open(ino.0, o.fh, o.upper, reply),
             Err(e) => reply.error(err(e)),
         }
