@@ -19,7 +19,10 @@ pub mod layers;
 pub mod nodes;
 pub mod ownership;
 mod pending;
+mod setup;
 pub mod whiteout;
+
+pub use setup::remove_tree;
 
 use crate::sys;
 use dashmap::DashMap;
@@ -29,7 +32,7 @@ use ownership::IdMapper;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,141 +193,6 @@ fn stat_time(s: i64, ns: i64) -> (i64, i64) {
 }
 
 impl OverlayFs {
-    /// Open the layers, check the upper/work pair, clean stale work files, probe what the
-    /// upper filesystem permits. Errors name the path and the reason.
-    pub fn new(cfg: Config) -> Result<OverlayFs, String> {
-        let layers = layers::open_layers(&cfg.lowers, cfg.upper.as_deref())?;
-        let has_upper = cfg.upper.is_some();
-        let mut work = None;
-        let mut forms = WriteForms {
-            chardev_whiteout: false,
-            xattr_prefix: None,
-        };
-        if let (Some(upper), Some(w)) = (&cfg.upper, &cfg.work) {
-            let wfd = sys::open_dir(w).map_err(|e| format!("workdir {}: {e}", w.display()))?;
-            let wst =
-                sys::fstat(wfd.as_fd()).map_err(|e| format!("workdir {}: {e}", w.display()))?;
-            if wst.st_dev != layers[0].dev {
-                return Err(format!(
-                    "workdir {} and upperdir {} are on different filesystems (they must be on the same one)",
-                    w.display(),
-                    upper.display()
-                ));
-            }
-            if w.canonicalize().ok() == upper.canonicalize().ok() {
-                return Err(format!(
-                    "workdir {} is the same directory as upperdir",
-                    w.display()
-                ));
-            }
-            let sub = Path::new(WORK_SUBDIR);
-            // Stale files of a killed daemon: move aside, then delete.
-            if sys::lstat_at(wfd.as_fd(), sub).is_ok() {
-                let old = PathBuf::from(format!("{WORK_SUBDIR}.stale-{}", std::process::id()));
-                sys::rename_at(wfd.as_fd(), sub, wfd.as_fd(), &old, 0)
-                    .map_err(|e| format!("workdir {}: cleaning {WORK_SUBDIR}: {e}", w.display()))?;
-                remove_tree(wfd.as_fd(), &old)
-                    .map_err(|e| format!("workdir {}: cleaning stale files: {e}", w.display()))?;
-            }
-            // Other leftovers of ours (an interrupted cleanup).
-            if let Ok(dfd) = sys::open_at(
-                wfd.as_fd(),
-                Path::new(""),
-                libc::O_RDONLY | libc::O_DIRECTORY,
-                0,
-            ) && let Ok(ents) = sys::read_dir_fd(dfd)
-            {
-                for (n, _, _) in ents {
-                    if n.as_bytes()
-                        .starts_with(format!("{WORK_SUBDIR}.stale-").as_bytes())
-                    {
-                        let _ = remove_tree(wfd.as_fd(), Path::new(&n));
-                    }
-                }
-            }
-            match sys::mkdir_at(wfd.as_fd(), sub, 0o700) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(e) => {
-                    return Err(format!(
-                        "workdir {}: cannot create {WORK_SUBDIR}: {e}",
-                        w.display()
-                    ));
-                }
-            }
-            let tfd = sys::open_at(wfd.as_fd(), sub, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-                .map_err(|e| format!("workdir {}: {e}", w.display()))?;
-            forms = if cfg.oci_whiteouts {
-                WriteForms {
-                    chardev_whiteout: false,
-                    xattr_prefix: None,
-                }
-            } else {
-                probe_forms(tfd.as_fd())
-            };
-            work = Some(tfd);
-        }
-        let privileged = sys::geteuid() == 0 && can_chown(work.as_ref());
-        let stack = Stack {
-            layers,
-            has_upper,
-            forms,
-            work,
-            lower_info: DashMap::default(),
-        };
-        let fs = OverlayFs {
-            stack,
-            nodes: NodeTable::default(),
-            handles: DashMap::default(),
-            dirs: DashMap::default(),
-            next_fh: AtomicU64::new(1),
-            tmp_counter: AtomicU64::new(0),
-            read_only: cfg.read_only || !has_upper,
-            no_xattrs: cfg.no_xattrs,
-            fsync: cfg.fsync,
-            ids: cfg.ids,
-            privileged,
-            use_override: sys::geteuid() != 0 || !privileged,
-            pending_inval: pending::PerRequest::default(),
-        };
-        fs.init_root().map_err(|e| {
-            format!(
-                "reading the layer roots: {}",
-                io::Error::from_raw_os_error(e)
-            )
-        })?;
-        Ok(fs)
-    }
-
-    fn init_root(&self) -> Res<()> {
-        let top = &self.stack.layers[0];
-        let st = sys::lstat_at(top.fd(), Path::new("")).map_err(eno)?;
-        let mut lowers = Vec::new();
-        let mut opaque = false;
-        if self.stack.has_upper {
-            opaque = self.stack.dir_markers(&(0, PathBuf::new())).map_err(eno)?.0;
-        }
-        if !opaque {
-            for i in self.stack.first_lower()..self.stack.layers.len() {
-                lowers.push((i, PathBuf::new()));
-                if i + 1 < self.stack.layers.len()
-                    && self.stack.dir_markers(&(i, PathBuf::new())).map_err(eno)?.0
-                {
-                    break;
-                }
-            }
-        }
-        let backing = (st.st_dev, st.st_ino);
-        self.nodes.map_backing(backing, ROOT_INO);
-        self.nodes.insert_root(NodeState {
-            aliases: Vec::new(),
-            upper: self.stack.has_upper,
-            lowers,
-            backing,
-        });
-        Ok(())
-    }
-
     pub(crate) fn node(&self, ino: u64) -> Res<Arc<Node>> {
         self.nodes.get(ino).ok_or(libc::ESTALE)
     }
@@ -786,72 +654,5 @@ impl OverlayFs {
 
     pub fn forms(&self) -> WriteForms {
         self.stack.forms
-    }
-}
-
-/// What may be written in the upper filesystem: try a 0:0 char device and trusted/user
-/// xattrs in the work dir.
-fn probe_forms(work: std::os::fd::BorrowedFd<'_>) -> WriteForms {
-    let name = PathBuf::from(format!("probe-{}", std::process::id()));
-    let chardev = sys::mknod_at(work, &name, libc::S_IFCHR | 0o600, 0).is_ok();
-    let _ = sys::unlink_at(work, &name, false);
-    let dname = PathBuf::from(format!("probe-d-{}", std::process::id()));
-    let mut prefix = None;
-    if sys::mkdir_at(work, &dname, 0o700).is_ok() {
-        for (p, x) in [
-            ("trusted.overlay.", "trusted.overlay.opaque"),
-            ("user.overlay.", "user.overlay.opaque"),
-        ] {
-            if sys::set_xattr_at(work, &dname, OsStr::new(x), b"y", 0).is_ok() {
-                prefix = Some(p);
-                break;
-            }
-        }
-        let _ = sys::unlink_at(work, &dname, true);
-    }
-    WriteForms {
-        chardev_whiteout: chardev,
-        xattr_prefix: prefix,
-    }
-}
-
-fn can_chown(work: Option<&OwnedFd>) -> bool {
-    let Some(w) = work else {
-        return sys::geteuid() == 0;
-    };
-    let name = PathBuf::from(format!("probe-c-{}", std::process::id()));
-    let ok = match sys::open_at(
-        w.as_fd(),
-        &name,
-        libc::O_CREAT | libc::O_WRONLY | libc::O_EXCL,
-        0o600,
-    ) {
-        Ok(fd) => sys::fchown(fd.as_fd(), 1, 1).is_ok(),
-        Err(_) => false,
-    };
-    let _ = sys::unlink_at(w.as_fd(), &name, false);
-    ok
-}
-
-/// Remove `rel` under `dir` recursively (no symlinks followed).
-pub fn remove_tree(dir: std::os::fd::BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
-    let st = match sys::lstat_at(dir, rel) {
-        Ok(s) => s,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if layers::s_isdir(st.st_mode) {
-        let fd = sys::open_at(
-            dir,
-            rel,
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-            0,
-        )?;
-        for (n, _, _) in sys::read_dir_fd(fd)? {
-            remove_tree(dir, &rel.join(n))?;
-        }
-        sys::unlink_at(dir, rel, true)
-    } else {
-        sys::unlink_at(dir, rel, false)
     }
 }
