@@ -530,3 +530,52 @@ fn noxattrs_disables_every_xattr_call() {
         b"blue"
     );
 }
+
+/// Make the kernel forget every unused inode (each mount's daemon gets its FORGETs).
+fn drop_kernel_caches() {
+    let _ = fs::write("/proc/sys/vm/drop_caches", b"2");
+}
+
+/// A copied-up hard link keeps its lower inode number; once the kernel has forgotten
+/// both names, looking the other (still lower) name up first must not give it that
+/// number, or the two names would become one node again.
+#[test]
+fn scenario_hard_link_names_after_the_kernel_forgets() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root (drop_caches)");
+        return;
+    }
+    let mut d = Diff::std();
+    d.ok("append through hl1 (copy-up splits the link)", |m| {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(m.join("hl1"))?
+            .write_all(b"via hl1\n")
+    });
+    drop_kernel_caches();
+    d.ok("read hl2, then hl1", |m| {
+        Ok((fs::read(m.join("hl2"))?, fs::read(m.join("hl1"))?))
+    });
+    d.ok("append through hl2", |m| {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(m.join("hl2"))?
+            .write_all(b"via hl2\n")
+    });
+    drop_kernel_caches();
+    d.ok("read both again", |m| {
+        Ok((fs::read(m.join("hl1"))?, fs::read(m.join("hl2"))?))
+    });
+    d.holds("the two names are two files", |m| {
+        let (a, b) = (
+            fs::metadata(m.join("hl1")).map_err(|e| e.to_string())?,
+            fs::metadata(m.join("hl2")).map_err(|e| e.to_string())?,
+        );
+        if a.nlink() == 1 && b.nlink() == 1 {
+            Ok(())
+        } else {
+            Err(format!("nlink {} and {}", a.nlink(), b.nlink()))
+        }
+    });
+    d.finish();
+}

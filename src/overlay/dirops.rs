@@ -367,8 +367,12 @@ impl OverlayFs {
             sys::unlink_at(self.stack.layers[0].fd(), &ppath.join(name), false).map_err(eno)?;
         }
         if let Some(child) = self.nodes.child(parent, &name.to_os_string()) {
-            self.nodes
-                .drop_alias(child.ino, parent, &name.to_os_string());
+            self.nodes.drop_alias(
+                child.ino,
+                parent,
+                &name.to_os_string(),
+                f.stat.st_nlink <= 1,
+            );
         }
         Ok(())
     }
@@ -433,14 +437,16 @@ impl OverlayFs {
             if let Some(c) = &child
                 && c.removed_dir.get().is_none()
             {
-                let fd = sys::open_at(
+                // Best effort: a directory we may not open (EACCES, EMFILE) is removed all
+                // the same; only a later stat of it would say ENOENT.
+                if let Ok(fd) = sys::open_at(
                     up,
                     &rel,
                     libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
                     0,
-                )
-                .map_err(eno)?;
-                let _ = c.removed_dir.set(Arc::new(File::from(fd)));
+                ) {
+                    let _ = c.removed_dir.set(Arc::new(File::from(fd)));
+                }
             }
             let tmp = self.tmp_name();
             if lower_has && self.stack.forms.chardev_whiteout {
@@ -462,7 +468,7 @@ impl OverlayFs {
         }
         if let Some(child) = child {
             self.nodes
-                .drop_alias(child.ino, parent, &name.to_os_string());
+                .drop_alias(child.ino, parent, &name.to_os_string(), true);
         }
         Ok(())
     }
@@ -717,7 +723,8 @@ impl OverlayFs {
         if df.is_some()
             && let Some(dn) = self.nodes.child(npn.ino, &newname_o)
         {
-            self.nodes.drop_alias(dn.ino, npn.ino, &newname_o);
+            let last = df.is_none_or(|d| s_isdir(d.stat.st_mode) || d.stat.st_nlink <= 1);
+            self.nodes.drop_alias(dn.ino, npn.ino, &newname_o, last);
         }
         self.nodes
             .rename_alias(snode.ino, (pn.ino, &name_o), (npn.ino, &newname_o));

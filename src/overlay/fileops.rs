@@ -156,6 +156,11 @@ impl OverlayFs {
     /// the kernel does when a user without CAP_FSETID writes or truncates it; the kernel
     /// is told to fetch the attributes again.
     fn kill_sxid(&self, ctx: &Ctx, ino: u64, dir: BorrowedFd<'_>, rel: &Path) -> Res<()> {
+        // The kernel asks this on every write by such a caller: one fstat decides the
+        // common case (no override to read, no set-id bit).
+        if !self.use_override && !has_sxid(sys::lstat_at(dir, rel).map_err(eno)?.st_mode) {
+            return Ok(());
+        }
         let over = if self.use_override {
             ownership::read_override(dir, rel).map_err(eno)?
         } else {
@@ -170,7 +175,8 @@ impl OverlayFs {
             return Ok(());
         }
         let gid = over.map_or(st.st_gid, |o| o.gid);
-        let new = killed_sxid(mode, !self.in_group(ctx, gid));
+        let lone_sgid = mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID;
+        let new = killed_sxid(mode, lone_sgid && !self.in_group(ctx, gid));
         if new == mode {
             return Ok(());
         }
@@ -411,7 +417,8 @@ impl OverlayFs {
         if (a.uid.is_some() || a.gid.is_some()) && a.mode.is_none() && kind != libc::S_IFDIR {
             // chown by anyone clears setuid; setgid when group-executable, or when the
             // caller is neither in the file's group nor privileged.
-            mode = killed_sxid(mode, !self.in_group(ctx, cg));
+            let lone_sgid = mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID;
+            mode = killed_sxid(mode, lone_sgid && !self.in_group(ctx, cg));
         }
         let mut use_xattr = over.is_some();
         if !use_xattr && (su, sg) != (cur.st_uid, cur.st_gid) {

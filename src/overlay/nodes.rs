@@ -104,6 +104,10 @@ pub struct NodeTable {
     nodes: DashMap<u64, Arc<Node>, FastState>,
     /// Real file (dev, ino) -> presented ino, for copied-up files and alias conflicts.
     ino_map: DashMap<(u64, u64), u64, FastState>,
+    /// The other way round: a number some (dev, ino) holds through `ino_map`. A derived
+    /// number held so (a copied-up file keeps its lower number) is never handed to
+    /// another file, even while no node of it is alive.
+    claimed: DashMap<u64, (u64, u64), FastState>,
     /// (parent ino, name) -> child ino, for the names the kernel knows.
     names: DashMap<(u64, OsString), u64, FastState>,
     fresh: AtomicU64,
@@ -135,15 +139,17 @@ impl NodeTable {
             return *i;
         }
         let d = Self::derive(fs_index, backing.1);
-        match self.nodes.get(&d) {
-            Some(n) if n.with(|s| s.backing) != backing => {
-                // The derived number belongs to another file now (a copied-up hard link):
-                // give this one a number of its own, remembered for the mount's life.
-                let f = self.fresh_ino();
-                *self.ino_map.entry(backing).or_insert(f)
-            }
-            _ => d,
+        let taken = self.claimed.get(&d).is_some_and(|b| *b != backing)
+            || self
+                .nodes
+                .get(&d)
+                .is_some_and(|n| n.with(|s| s.backing) != backing);
+        if !taken {
+            return d;
         }
+        // The derived number belongs to another file (a copied-up hard link keeps it):
+        // give this one a number of its own, remembered for the mount's life.
+        self.claim_fresh(backing, false)
     }
 
     /// The inode number for a file the upper filesystem has just made (create, mkdir,
@@ -153,27 +159,52 @@ impl NodeTable {
     /// when the derived number is taken, the new file gets a number of its own.
     pub fn ino_for_new(&self, backing: (u64, u64), fs_index: u64) -> u64 {
         let d = Self::derive(fs_index, backing.1);
-        if !self.nodes.contains_key(&d) && !self.ino_map.contains_key(&backing) {
+        if !self.nodes.contains_key(&d)
+            && !self.ino_map.contains_key(&backing)
+            && !self.claimed.contains_key(&d)
+        {
             return d;
         }
-        let f = self.fresh_ino();
         // Whatever was mapped to this (dev, ino) before was another, dead file.
-        self.ino_map.insert(backing, f);
-        f
+        self.claim_fresh(backing, true)
     }
 
-    fn fresh_ino(&self) -> u64 {
-        FRESH_BASE + self.fresh.fetch_add(1, Ordering::Relaxed)
+    /// A new number for `backing`; unless `replace`, one another thread gave it first.
+    fn claim_fresh(&self, backing: (u64, u64), replace: bool) -> u64 {
+        let f = FRESH_BASE + self.fresh.fetch_add(1, Ordering::Relaxed);
+        if replace {
+            self.map_backing(backing, f);
+            return f;
+        }
+        let got = *self.ino_map.entry(backing).or_insert(f);
+        if got == f {
+            self.claimed.insert(f, backing);
+        }
+        got
     }
 
     /// Remember that `backing` is shown as `ino` (after copy-up or create).
     pub fn map_backing(&self, backing: (u64, u64), ino: u64) {
-        self.ino_map.insert(backing, ino);
+        if let Some(old) = self.ino_map.insert(backing, ino)
+            && old != ino
+        {
+            self.claimed.remove_if(&old, |_, b| *b == backing);
+        }
+        self.claimed.insert(ino, backing);
     }
 
     /// Forget that `backing` is shown as some ino (its next lookup derives a new one).
     pub fn unmap_backing(&self, backing: (u64, u64)) {
-        self.ino_map.remove(&backing);
+        if let Some((_, ino)) = self.ino_map.remove(&backing) {
+            self.claimed.remove_if(&ino, |_, b| *b == backing);
+        }
+    }
+
+    /// [`Self::unmap_backing`] only while `backing` is shown as `ino`.
+    fn unmap_backing_of(&self, backing: (u64, u64), ino: u64) {
+        if self.ino_map.remove_if(&backing, |_, v| *v == ino).is_some() {
+            self.claimed.remove_if(&ino, |_, b| *b == backing);
+        }
     }
 
     /// Detach a node from every name it had: the kernel will look the names up again.
@@ -217,8 +248,7 @@ impl NodeTable {
             if other_file && ino != ROOT_INO {
                 drop(entry);
                 log::debug!("node {ino:#x} is another file: a new number for {name:?}");
-                ino = self.fresh_ino();
-                self.ino_map.insert(fresh.backing, ino);
+                ino = self.claim_fresh(fresh.backing, true);
                 continue;
             }
             entry.lookups.fetch_add(1, Ordering::AcqRel);
@@ -264,12 +294,17 @@ impl NodeTable {
         let removed = self.nodes.remove_if(&ino, |_, node| {
             let cur = node.lookups.load(Ordering::Acquire);
             node.lookups.store(cur.saturating_sub(n), Ordering::Release);
-            cur <= n
-        });
-        if let Some((_, node)) = removed {
+            if cur > n {
+                return false;
+            }
+            // Its names go while the id is still locked: a lookup that makes a new node
+            // under the same id (it waits for this lock) must keep the names it adds.
             for (p, n) in node.snap().aliases {
                 self.names.remove_if(&(p, n), |_, v| *v == ino);
             }
+            true
+        });
+        if removed.is_some() {
             // After the kernel forgets a big walk, hand the freed memory back.
             if self.dropped.fetch_add(1, Ordering::Relaxed) % 8192 == 8191 {
                 // Hash tables keep their peak capacity: shrink them once mostly empty.
@@ -319,12 +354,14 @@ impl NodeTable {
         self.names.insert((new.0, new.1.clone()), ino);
     }
 
-    /// Unlink bookkeeping: the alias goes away.
-    pub fn drop_alias(&self, ino: u64, parent: u64, name: &OsString) {
+    /// Unlink bookkeeping: the alias goes away. `last_link`: the real file had no other
+    /// name (an upper hard link the kernel has not looked up keeps the file and its
+    /// number).
+    pub fn drop_alias(&self, ino: u64, parent: u64, name: &OsString, last_link: bool) {
         if let Some(node) = self.get(ino) {
             let gone = node.update(|s| {
                 s.aliases.retain(|(p, n)| !(*p == parent && n == name));
-                if s.aliases.is_empty() && s.upper {
+                if s.aliases.is_empty() && s.upper && last_link {
                     // The upper file is gone (or going): its real inode number may be
                     // reused by a new file, which must not be mistaken for this node.
                     Some(std::mem::take(&mut s.backing))
@@ -333,7 +370,7 @@ impl NodeTable {
                 }
             });
             if let Some(b) = gone {
-                self.ino_map.remove_if(&b, |_, v| *v == ino);
+                self.unmap_backing_of(b, ino);
             }
         }
         self.names
