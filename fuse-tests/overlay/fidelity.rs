@@ -468,8 +468,19 @@ fn scenario_open_handles_of_unlinked_files() {
         fs::remove_file(m.join("a/sub/mid"))?;
         let low = fs::File::open(m.join("a/sub"))?;
         fs::remove_dir(m.join("a/sub"))?;
-        let (u, l) = (up.metadata()?, low.metadata()?);
-        Ok((u.mode(), u.nlink(), l.mode(), l.nlink()))
+        fs::create_dir(m.join("c/vdir"))?;
+        fs::create_dir(m.join("c/wdir"))?;
+        let victim = fs::File::open(m.join("c/vdir"))?;
+        fs::rename(m.join("c/wdir"), m.join("c/vdir"))?;
+        let (u, l, v) = (up.metadata()?, low.metadata()?, victim.metadata()?);
+        Ok((
+            u.mode(),
+            u.nlink(),
+            l.mode(),
+            l.nlink(),
+            v.mode(),
+            v.nlink(),
+        ))
     });
     d.ok("a new file takes the name of the unlinked one", |m| {
         let p = m.join("c/reused");

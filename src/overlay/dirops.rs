@@ -407,6 +407,22 @@ impl OverlayFs {
         Ok(())
     }
 
+    /// Before the upper directory `rel` of `node` goes away (rmdir, or replaced by a
+    /// rename): the kernel may go on using it (an open fd, a working directory), so keep
+    /// it reachable for stat, as the kernel keeps the removed inode. Best effort: a
+    /// directory we may not open (EACCES, EMFILE) is removed all the same; only a later
+    /// stat of it would say ENOENT.
+    fn keep_removed_dir(&self, node: &Node, rel: &Path) {
+        if node.removed_dir.get().is_some() {
+            return;
+        }
+        let up = self.stack.layers[0].fd();
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        if let Ok(fd) = sys::open_at(up, rel, flags, 0) {
+            let _ = node.removed_dir.set(Arc::new(File::from(fd)));
+        }
+    }
+
     /// RMDIR: only when empty in the merged view.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Res<()> {
         if self.read_only {
@@ -434,19 +450,8 @@ impl OverlayFs {
         if in_upper {
             // The kernel may go on using the directory (an open fd, a working directory):
             // keep it reachable for stat, as the kernel keeps the removed inode.
-            if let Some(c) = &child
-                && c.removed_dir.get().is_none()
-            {
-                // Best effort: a directory we may not open (EACCES, EMFILE) is removed all
-                // the same; only a later stat of it would say ENOENT.
-                if let Ok(fd) = sys::open_at(
-                    up,
-                    &rel,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    0,
-                ) {
-                    let _ = c.removed_dir.set(Arc::new(File::from(fd)));
-                }
+            if let Some(c) = &child {
+                self.keep_removed_dir(c, &rel);
             }
             let tmp = self.tmp_name();
             if lower_has && self.stack.forms.chardev_whiteout {
@@ -691,6 +696,9 @@ impl OverlayFs {
             && s_isdir(m)
         {
             self.clear_upper_dir(&dpath)?;
+            if let Some(dn) = self.nodes.child(npn.ino, &newname_o) {
+                self.keep_removed_dir(&dn, &dpath);
+            }
         }
         if sdir && at == UpperAt::CharWhiteout {
             // A directory cannot replace a device: swap, then the whiteout sits at the
