@@ -753,6 +753,26 @@ pub fn read_dir_fd(fd: OwnedFd) -> io::Result<Vec<(OsString, u8, u64)>> {
     }
 }
 
+/// `lseek(fd, offset, whence)` (SEEK_DATA / SEEK_HOLE included): the new offset.
+pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> io::Result<i64> {
+    let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Give freed heap memory back to the system (glibc `malloc_trim(0)`).
+pub fn malloc_trim() {
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// An all-zero `struct stat`, for building one field by field (tests, synthetic entries).
+pub fn zeroed_stat() -> Stat {
+    unsafe { std::mem::zeroed() }
+}
+
 /// Effective uid of this process.
 pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }

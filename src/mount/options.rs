@@ -206,6 +206,17 @@ const IGNORED: &[&str] = &[
     "comment",
 ];
 
+/// An on/off option: `KEY`, `KEY=1|on` or `KEY=0|off`.
+fn switch(key: &str, val: Option<&str>) -> Result<bool, String> {
+    match val {
+        None | Some("1") | Some("on") => Ok(true),
+        Some("0") | Some("off") => Ok(false),
+        Some(v) => Err(format!(
+            "mount option {key}={v}: expected 1 or 0 (on or off)"
+        )),
+    }
+}
+
 /// Parse every `-o` value given on the command line into a plan and options.
 pub fn parse(values: &[String]) -> Result<(MountPlan, MountOptions), String> {
     parse_for(values, crate::sys::geteuid() == 0)
@@ -258,22 +269,8 @@ pub fn parse_for(values: &[String], root: bool) -> Result<(MountPlan, MountOptio
                 "atime" => o.noatime = false,
                 "noatime" => o.noatime = true,
                 "auto_unmount" => o.auto_unmount = true,
-                "noxattrs" => {
-                    o.no_xattrs = match val {
-                        None | Some("1") => true,
-                        Some("0") => false,
-                        Some(v) => {
-                            return Err(format!("mount option noxattrs={v}: expected 0 or 1"));
-                        }
-                    }
-                }
-                "fsync" => {
-                    o.fsync = match val {
-                        None | Some("1") => true,
-                        Some("0") => false,
-                        Some(v) => return Err(format!("mount option fsync={v}: expected 0 or 1")),
-                    }
-                }
+                "noxattrs" => o.no_xattrs = switch(key, val)?,
+                "fsync" => o.fsync = switch(key, val)?,
                 "whiteouts" => {
                     o.oci_whiteouts = match val {
                         Some("auto") | Some("kernel") => false,
@@ -285,17 +282,7 @@ pub fn parse_for(values: &[String], root: bool) -> Result<(MountPlan, MountOptio
                         }
                     }
                 }
-                "passthrough" => {
-                    o.passthrough = match val {
-                        None | Some("1") | Some("on") => true,
-                        Some("0") | Some("off") => false,
-                        Some(v) => {
-                            return Err(format!(
-                                "mount option passthrough={v}: expected on or off"
-                            ));
-                        }
-                    }
-                }
+                "passthrough" => o.passthrough = switch(key, val)?,
                 "nopassthrough" => o.passthrough = false,
                 "timeout" => {
                     let v = need(val)?;

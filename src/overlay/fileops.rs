@@ -317,11 +317,7 @@ impl OverlayFs {
 
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> Res<i64> {
         let h = self.handle(fh)?;
-        let r = unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&h.file), offset, whence) };
-        if r < 0 {
-            return Err(eno(std::io::Error::last_os_error()));
-        }
-        Ok(r)
+        sys::lseek(h.file.as_fd(), offset, whence).map_err(eno)
     }
 
     /// SETATTR: copy up, then apply each change to the upper file (through an open

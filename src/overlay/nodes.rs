@@ -312,7 +312,7 @@ impl NodeTable {
                     self.nodes.shrink_to_fit();
                     self.names.shrink_to_fit();
                 }
-                unsafe { libc::malloc_trim(0) };
+                crate::sys::malloc_trim();
             }
         }
     }

@@ -304,7 +304,7 @@ mod tests {
         assert!(parse_root_ids(b"1000").is_none());
         assert!(parse_root_ids(b"a:b\n").is_none());
         assert!(parse_root_ids(b"1:2\n\n").is_none());
-        let mut st: sys::Stat = unsafe { std::mem::zeroed() };
+        let mut st = sys::zeroed_stat();
         st.st_uid = 1000;
         st.st_gid = 1001;
         st.st_mode = libc::S_IFLNK | 0o777;
