@@ -265,6 +265,24 @@ pub fn write_layer(store: &Store, chain: &Digest, w: &mut dyn Write) -> Result<(
 }
 
 impl Store {
+    /// The images `refs` name, each with the tags to write: the tag that was asked for,
+    /// or every tag for an ID. Their layers must all be there.
+    fn images_to_save(&self, refs: &[String]) -> Result<Vec<(Image, Vec<String>)>, String> {
+        let repos = Repositories::load(&self.layout)?;
+        let mut imgs = Vec::new();
+        for r in refs {
+            let id = self.resolve(r, &repos)?;
+            let img = self.image(&id, &repos)?;
+            let tags = match super::images::Ref::parse(r) {
+                Ok(rf) if repos.get(&rf).as_ref() == Some(&id) => vec![rf.to_string()],
+                _ => img.tags.iter().map(|t| t.to_string()).collect(),
+            };
+            self.layers_of(&img.diff_ids)?;
+            imgs.push((img, tags));
+        }
+        Ok(imgs)
+    }
+
     /// `image save`: `out` None writes a tar to stdout.
     pub fn save(&self, refs: &[String], out: Option<&Path>, fmt: Format) -> Result<(), String> {
         // Saving only reads the store; the lock keeps our own rm/prune away meanwhile. On a
@@ -275,19 +293,7 @@ impl Store {
         } else {
             Some(self.lock()?)
         };
-        let repos = Repositories::load(&self.layout)?;
-        let mut imgs: Vec<(Image, Vec<String>)> = Vec::new();
-        for r in refs {
-            let id = self.resolve(r, &repos)?;
-            let img = self.image(&id, &repos)?;
-            // Name the tag that was asked for; an ID saves every tag.
-            let tags = match super::images::Ref::parse(r) {
-                Ok(rf) if repos.get(&rf).as_ref() == Some(&id) => vec![rf.to_string()],
-                _ => img.tags.iter().map(|t| t.to_string()).collect(),
-            };
-            self.layers_of(&img.diff_ids)?;
-            imgs.push((img, tags));
-        }
+        let imgs = self.images_to_save(refs)?;
         match (fmt, out) {
             (Format::OciDir, None) => Err("oci-dir needs -o DIR".into()),
             (Format::OciDir, Some(dir)) => {

@@ -150,33 +150,15 @@ pub fn unpack(
         .map_err(|e| format!("cannot record owner of {}: {e}", diff_dir.display()))?;
     }
     let mut size = 0u64;
-    let what = |e: io::Error| -> String {
-        let s = e.to_string();
-        if s.contains("corrupt deflate")
-            || s.contains("invalid gzip")
-            || s.contains("Unknown frame")
-        {
-            format!("corrupt compressed data: {s}")
-        } else {
-            s
-        }
-    };
-    while let Some(entry) = reader.next_entry().map_err(what)? {
+    while let Some(entry) = reader.next_entry().map_err(stream_error)? {
         if entry.kind == Kind::File {
             size += entry.size;
         }
         x.entry(&entry, &mut reader)?;
     }
     x.finish()?;
-    let (gz, _, tar_hasher) = reader.finish().map_err(what)?;
-    let bw = gz
-        .finish()
-        .map_err(|e| format!("cannot write {}: {e}", tarsplit.display()))?;
-    let f = bw
-        .into_inner()
-        .map_err(|e| format!("cannot write {}: {e}", tarsplit.display()))?;
-    f.sync_all()
-        .map_err(|e| format!("cannot write {}: {e}", tarsplit.display()))?;
+    let (gz, _, tar_hasher) = reader.finish().map_err(stream_error)?;
+    finish_record(gz, tarsplit)?;
     let (decoder, diff_id, tar_size) = tar_hasher.finish_with_inner();
     // Whatever follows the compressed stream still belongs to the blob digest.
     let mut br = decoder.into_inner();
@@ -192,6 +174,27 @@ pub fn unpack(
         warnings: x.warnings,
         implicit_dirs: x.implicit.into_iter().collect(),
     })
+}
+
+/// A read error of the layer stream, saying so when the compressed data is corrupt.
+fn stream_error(e: io::Error) -> String {
+    let s = e.to_string();
+    if s.contains("corrupt deflate") || s.contains("invalid gzip") || s.contains("Unknown frame") {
+        format!("corrupt compressed data: {s}")
+    } else {
+        s
+    }
+}
+
+/// Flush the gzip'd tar-split record at `path` to disk.
+fn finish_record(
+    gz: flate2::write::GzEncoder<io::BufWriter<File>>,
+    path: &Path,
+) -> Result<(), String> {
+    let write = |e: io::Error| format!("cannot write {}: {e}", path.display());
+    let bw = gz.finish().map_err(write)?;
+    let f = bw.into_inner().map_err(|e| write(e.into_error()))?;
+    f.sync_all().map_err(write)
 }
 
 /// Clean a tar path: strip `/` and `.` components, refuse `..`. `None` means the root.
