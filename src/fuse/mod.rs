@@ -242,8 +242,8 @@ impl Filesystem for LayerFs {
         self.fs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
             Err(e) => reply.error(err(e)),
         }
@@ -555,7 +555,7 @@ impl Filesystem for LayerFs {
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             let dots = e.name == "." || e.name == "..";
             let a = if dots {
-                self.fs.getattr(e.ino, None)
+                self.fs.getattr(e.ino)
             } else {
                 self.fs.lookup_listed(ino.0, &e.name, e.layer)
             };

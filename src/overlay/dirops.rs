@@ -196,7 +196,7 @@ impl OverlayFs {
         // nothing (every change goes through us), so only the upper layer needs a look:
         // a whiteout there decides how to create.
         self.copy_up(&pnode)?;
-        let pattr = self.getattr(parent, None)?;
+        let pattr = self.getattr(parent)?;
         let ppath = self.nodes.path_of(parent)?;
         let rel = ppath.join(name);
         let up = self.stack.layers[0].fd();

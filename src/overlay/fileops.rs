@@ -372,7 +372,7 @@ impl OverlayFs {
             // chown(f, -1, -1) changes nothing but the change time (as on the kernel).
             sys::chown_at(up, rel, u32::MAX, u32::MAX).map_err(eno)?;
         }
-        self.getattr(ino, fh)
+        self.getattr(ino)
     }
 
     /// chown/chmod of the upper file at (`up`, `rel`): real ids when the daemon may set

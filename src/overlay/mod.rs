@@ -331,7 +331,7 @@ impl OverlayFs {
     }
 
     /// Attributes of a node, from its current location (or an open handle).
-    pub fn getattr(&self, ino: u64, _fh: Option<u64>) -> Res<Attr> {
+    pub fn getattr(&self, ino: u64) -> Res<Attr> {
         let node = self.node(ino)?;
         let merged = node.with(|st| Self::is_merged_dir(st, node.kind));
         match self.place(&node, false)? {
