@@ -12,6 +12,8 @@
 //!   fuse/       thin adapter: fuser::Filesystem over overlay::OverlayFs
 //!    |
 //!   overlay/    the union filesystem semantics, free of fuser types
+//!    |    store/ (above) reads layers through format/ too
+//!   format/     the overlay on-disk format: markers, override_stat, id maps, the resolver
 //!    |
 //!   sys.rs      the thin unsafe libc layer (xattrs, mknod, renameat2, ...)
 //! ```
@@ -21,6 +23,8 @@
 
 pub mod cli;
 pub mod digest;
+pub mod fasthash;
+pub mod format;
 pub mod fuse;
 pub mod mount;
 pub mod overlay;

@@ -11,8 +11,9 @@ pub mod plan;
 pub use options::MountOptions;
 pub use plan::MountPlan;
 
+use crate::format::idmap::IdMapper;
 use crate::fuse::LayerFs;
-use crate::overlay::{Config, OverlayFs, ownership::IdMapper};
+use crate::overlay::{Config, OverlayFs};
 use fuser::{MountOption, SessionACL};
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -81,7 +82,7 @@ pub fn to_option_string(plan: &MountPlan, o: &MountOptions) -> String {
     if o.threads != 0 {
         v.push(format!("threads={}", o.threads));
     }
-    let map = |m: &[options::IdRange]| {
+    let map = |m: &[crate::format::idmap::IdRange]| {
         m.iter()
             .map(|r| format!("{}:{}:{}", r.container, r.host, r.size))
             .collect::<Vec<_>>()
@@ -161,7 +162,7 @@ pub fn run(req: MountRequest) -> Result<(), String> {
 
 fn remove_throwaway(o: &MountOptions) {
     if let Some(d) = &o.remove_on_unmount
-        && let Err(e) = std::fs::remove_dir_all(d)
+        && let Err(e) = crate::sys::remove_tree(d)
         && e.kind() != std::io::ErrorKind::NotFound
     {
         log::warn!("removing {}: {e}", d.display());
@@ -496,12 +497,12 @@ mod tests {
             no_xattrs: true,
             timeout: 2.5,
             threads: 3,
-            uid_map: vec![options::IdRange {
+            uid_map: vec![crate::format::idmap::IdRange {
                 container: 0,
                 host: 1000,
                 size: 1,
             }],
-            gid_map: vec![options::IdRange {
+            gid_map: vec![crate::format::idmap::IdRange {
                 container: 0,
                 host: 1001,
                 size: 2,

@@ -5,15 +5,8 @@
 //! Options fuse-overlayfs ignores are accepted and ignored; unknown ones are an error.
 
 use super::plan::MountPlan;
+use crate::format::idmap::IdRange;
 use std::path::PathBuf;
-
-/// A `container:host:size` id mapping range (`uidmapping=` / `gidmapping=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdRange {
-    pub container: u32,
-    pub host: u32,
-    pub size: u32,
-}
 
 /// Parsed mount options (everything but the layer dirs).
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,8 @@
 //! leaves at most a temp file in the workdir, which the next mount removes.
 
 use super::nodes::Node;
-use super::{OverlayFs, Res, eno, ownership, whiteout};
+use super::{OverlayFs, Res, eno};
+use crate::format::{owner, whiteout};
 use crate::sys;
 use std::ffi::OsStr;
 use std::io;
@@ -92,7 +93,7 @@ fn copy_xattrs(
     for n in names {
         // Keep ordinary and escaped names and the ownership record; drop the markers.
         let keep = whiteout::shown_xattr_name(&n).is_some()
-            || ownership::OVERRIDE_XATTRS_READ
+            || owner::OVERRIDE_XATTRS_READ
                 .iter()
                 .any(|x| OsStr::new(x) == n);
         if !keep {
@@ -167,7 +168,7 @@ impl OverlayFs {
         let _g = node.copy_lock.lock().map_err(|_| libc::EIO)?;
         let upper_backing = node.snap().backing;
         let lower = node.snap().lowers.first().cloned().ok_or(libc::EIO)?;
-        let lst = sys::lstat_at(self.stack.layers[lower.0].fd(), &lower.1).map_err(eno)?;
+        let lst = sys::lstat_at(self.stack.layers()[lower.0].fd(), &lower.1).map_err(eno)?;
         self.nodes.unmap_backing(upper_backing);
         self.nodes.drop_all_aliases(ino);
         node.update(|s| {
@@ -180,13 +181,13 @@ impl OverlayFs {
     fn copy_one(
         &self,
         node: &Arc<Node>,
-        src: &super::layers::Loc,
+        src: &crate::format::resolve::Loc,
         path: &Path,
         no_data: bool,
     ) -> Res<()> {
         let work = self.work()?;
-        let upper = self.stack.layers[0].fd();
-        let sl = &self.stack.layers[src.0];
+        let upper = self.stack.layers()[0].fd();
+        let sl = &self.stack.layers()[src.0];
         let sst = sys::lstat_at(sl.fd(), &src.1).map_err(eno)?;
         let tmp = self.tmp_name();
         let kind = sst.st_mode & libc::S_IFMT;
@@ -249,7 +250,7 @@ impl OverlayFs {
             Ok(())
         })();
         if let Err(e) = result {
-            let _ = super::remove_tree(work, &tmp);
+            let _ = sys::remove_tree_at(work, &tmp);
             log::warn!("copy-up of {} failed: {e}", path.display());
             return Err(eno(e));
         }
@@ -294,7 +295,7 @@ impl OverlayFs {
         let mut mode = sst.st_mode & 0o7777;
         if !owner_ok && !is_link {
             // Unprivileged: keep the real mode usable by us, present the original.
-            let has_override = ownership::read_override(sdir, srel)?.is_some();
+            let has_override = owner::read_override(sdir, srel)?.is_some();
             let usable = if kind == libc::S_IFDIR {
                 mode | 0o700
             } else {
@@ -307,23 +308,17 @@ impl OverlayFs {
                     || kind == libc::S_IFCHR
                     || kind == libc::S_IFBLK)
             {
-                let mut v = ownership::format_override(sst.st_uid, sst.st_gid, sst.st_mode);
-                if kind == libc::S_IFCHR || kind == libc::S_IFBLK {
-                    let t = if kind == libc::S_IFCHR {
-                        "char"
-                    } else {
-                        "block"
-                    };
-                    v = format!(
-                        "{v}:{t}-{}-{}",
-                        sys::major(sst.st_rdev),
-                        sys::minor(sst.st_rdev)
-                    );
+                let v = owner::Override {
+                    uid: sst.st_uid,
+                    gid: sst.st_gid,
+                    mode: sst.st_mode,
+                    rdev: matches!(kind, libc::S_IFCHR | libc::S_IFBLK).then_some(sst.st_rdev),
                 }
+                .value();
                 sys::set_xattr_at(
                     ddir,
                     drel,
-                    OsStr::new(ownership::OVERRIDE_XATTR),
+                    OsStr::new(owner::OVERRIDE_XATTR),
                     v.as_bytes(),
                     0,
                 )?;

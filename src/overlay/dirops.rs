@@ -1,9 +1,10 @@
 //! Namespace changes: create, mkdir, mknod, symlink, link, unlink, rmdir, rename — with
 //! the whiteouts, opaque markers and redirects that keep lower entries hidden or found.
 
-use super::layers::{Found, s_isdir};
 use super::nodes::Node;
-use super::{Attr, Ctx, OverlayFs, Res, eno, ownership, whiteout};
+use super::{Attr, Ctx, OverlayFs, Res, eno};
+use crate::format::resolve::{Found, s_isdir};
+use crate::format::{owner, whiteout};
 use crate::sys;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -46,7 +47,7 @@ fn check_name(name: &OsStr) -> Res<()> {
 
 impl OverlayFs {
     fn upper_at(&self, ppath: &Path, name: &OsStr) -> Res<UpperAt> {
-        let up = self.stack.layers[0].fd();
+        let up = self.stack.layers()[0].fd();
         match sys::lstat_at(up, &ppath.join(name)) {
             Ok(st) if whiteout::is_whiteout_dev(st.st_mode, st.st_rdev) => {
                 Ok(UpperAt::CharWhiteout)
@@ -71,12 +72,17 @@ impl OverlayFs {
     /// Does a lower layer show `name` inside directory node `parent`?
     fn lower_has(&self, parent: &Node, name: &OsStr) -> Res<bool> {
         let lowers = parent.with(|s| s.lowers.clone());
-        Ok(self.stack.resolve(&lowers, name).map_err(eno)?.is_some())
+        Ok(self
+            .stack
+            .res
+            .resolve(&lowers, name)
+            .map_err(eno)?
+            .is_some())
     }
 
     /// Put a whiteout at `ppath/name` in the upper layer, replacing a non-directory there.
     fn make_whiteout(&self, ppath: &Path, name: &OsStr) -> Res<()> {
-        let up = self.stack.layers[0].fd();
+        let up = self.stack.layers()[0].fd();
         let rel = ppath.join(name);
         if self.stack.forms.chardev_whiteout {
             let work = self.work()?;
@@ -122,7 +128,7 @@ impl OverlayFs {
     fn set_redirect_value(&self, rel: &Path, v: &[u8]) -> Res<()> {
         let p = self.stack.forms.xattr_prefix.ok_or(libc::EXDEV)?;
         let name = format!("{p}redirect");
-        sys::set_xattr_at(self.stack.layers[0].fd(), rel, OsStr::new(&name), v, 0).map_err(eno)
+        sys::set_xattr_at(self.stack.layers()[0].fd(), rel, OsStr::new(&name), v, 0).map_err(eno)
     }
 
     /// Give a new entry the caller's ownership (setgid directories pass their group on).
@@ -162,15 +168,9 @@ impl OverlayFs {
                 if mode & libc::S_IFMT == libc::S_IFLNK {
                     return Ok(()); // symlinks carry no user xattrs
                 }
-                let v = ownership::format_override(uid, gid, mode);
-                sys::set_xattr_at(
-                    dir,
-                    rel,
-                    OsStr::new(ownership::OVERRIDE_XATTR),
-                    v.as_bytes(),
-                    0,
-                )
-                .map_err(eno)
+                let v = owner::Override::new(uid, gid, mode).value();
+                sys::set_xattr_at(dir, rel, OsStr::new(owner::OVERRIDE_XATTR), v.as_bytes(), 0)
+                    .map_err(eno)
             }
             Err(e) => Err(eno(e)),
         }
@@ -199,7 +199,7 @@ impl OverlayFs {
         let pattr = self.getattr(parent)?;
         let ppath = self.nodes.path_of(parent)?;
         let rel = ppath.join(name);
-        let up = self.stack.layers[0].fd();
+        let up = self.stack.layers()[0].fd();
         let at = self.upper_at(&ppath, name)?;
         if let UpperAt::Entry(_) = at {
             return Err(libc::EEXIST);
@@ -266,7 +266,7 @@ impl OverlayFs {
                     Ok(())
                 })();
                 if let Err(e) = done {
-                    let _ = super::remove_tree(work, &tmp);
+                    let _ = sys::remove_tree_at(work, &tmp);
                     return Err(e);
                 }
                 file
@@ -285,7 +285,7 @@ impl OverlayFs {
                     Ok(())
                 })();
                 if let Err(e) = done {
-                    let _ = super::remove_tree(up, &rel);
+                    let _ = sys::remove_tree_at(up, &rel);
                     return Err(e);
                 }
                 file
@@ -324,7 +324,7 @@ impl OverlayFs {
         let src = self.nodes.path_of(ino)?;
         let ppath = self.nodes.path_of(newparent)?;
         let rel = ppath.join(newname);
-        let up = self.stack.layers[0].fd();
+        let up = self.stack.layers()[0].fd();
         match self.upper_at(&ppath, newname)? {
             UpperAt::Entry(_) => return Err(libc::EEXIST),
             UpperAt::CharWhiteout => {
@@ -364,7 +364,7 @@ impl OverlayFs {
         if lower_has {
             self.make_whiteout(&ppath, name)?;
         } else if in_upper {
-            sys::unlink_at(self.stack.layers[0].fd(), &ppath.join(name), false).map_err(eno)?;
+            sys::unlink_at(self.stack.layers()[0].fd(), &ppath.join(name), false).map_err(eno)?;
         }
         if let Some(child) = self.nodes.child(parent, &name.to_os_string()) {
             self.nodes.drop_alias(
@@ -377,7 +377,7 @@ impl OverlayFs {
         Ok(())
     }
 
-    fn dirs_of_found(&self, f: &Found) -> Vec<super::layers::Loc> {
+    fn dirs_of_found(&self, f: &Found) -> Vec<crate::format::resolve::Loc> {
         let mut v = vec![f.top.clone()];
         v.extend(f.lower_dirs.iter().cloned());
         v
@@ -386,6 +386,7 @@ impl OverlayFs {
     fn merged_empty(&self, f: &Found) -> Res<bool> {
         Ok(self
             .stack
+            .res
             .list(&self.dirs_of_found(f))
             .map_err(eno)?
             .is_empty())
@@ -393,7 +394,7 @@ impl OverlayFs {
 
     /// Remove the (whiteout-only) contents of an upper directory.
     fn clear_upper_dir(&self, rel: &Path) -> Res<()> {
-        let up = self.stack.layers[0].fd();
+        let up = self.stack.layers()[0].fd();
         let fd = sys::open_at(
             up,
             rel,
@@ -402,7 +403,7 @@ impl OverlayFs {
         )
         .map_err(eno)?;
         for (n, _, _) in sys::read_dir_fd(fd).map_err(eno)? {
-            super::remove_tree(up, &rel.join(n)).map_err(eno)?;
+            sys::remove_tree_at(up, &rel.join(n)).map_err(eno)?;
         }
         Ok(())
     }
@@ -416,7 +417,7 @@ impl OverlayFs {
         if node.removed_dir.get().is_some() {
             return;
         }
-        let up = self.stack.layers[0].fd();
+        let up = self.stack.layers()[0].fd();
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
         if let Ok(fd) = sys::open_at(up, rel, flags, 0) {
             let _ = node.removed_dir.set(Arc::new(File::from(fd)));
@@ -444,7 +445,7 @@ impl OverlayFs {
         // counts, not where a redirected directory's contents came from (that origin was
         // whited out when the directory was renamed).
         let lower_has = !in_upper || self.lower_has(&pnode, name)?;
-        let up = self.stack.layers[0].fd();
+        let up = self.stack.layers()[0].fd();
         let work = self.work()?;
         let child = self.nodes.child(parent, &name.to_os_string());
         if in_upper {
@@ -467,7 +468,7 @@ impl OverlayFs {
                 }
                 sys::rename_at(up, &rel, work, &tmp, 0).map_err(eno)?;
             }
-            super::remove_tree(work, &tmp).map_err(eno)?;
+            sys::remove_tree_at(work, &tmp).map_err(eno)?;
         } else if lower_has {
             self.make_whiteout(&ppath, name)?;
         }
@@ -510,11 +511,12 @@ impl OverlayFs {
         } else if new_parent_merged
             && !self
                 .stack
+                .res
                 .dir_markers(&(0, rel.to_path_buf()))
                 .map_err(eno)?
                 .0
         {
-            self.set_opaque(self.stack.layers[0].fd(), rel)
+            self.set_opaque(self.stack.layers()[0].fd(), rel)
         } else {
             Ok(())
         }
@@ -538,7 +540,12 @@ impl OverlayFs {
         };
         let here = self.nodes.path_of(parent)?.join(name);
         let samedir = parent == newparent;
-        let existing = self.stack.dir_markers(&(0, here.clone())).map_err(eno)?.1;
+        let existing = self
+            .stack
+            .res
+            .dir_markers(&(0, here.clone()))
+            .map_err(eno)?
+            .1;
         if existing.is_some_and(|r| samedir || r.starts_with(b"/")) {
             return Ok(()); // as the kernel: a redirect that stays valid is kept
         }
@@ -659,7 +666,7 @@ impl OverlayFs {
         let nppath = self.nodes.path_of(npn.ino)?;
         let spath = ppath.join(name);
         let dpath = nppath.join(newname);
-        let up = self.stack.layers[0].fd();
+        let up = self.stack.layers()[0].fd();
         let src_lower_has = self.lower_has(pn, name)?;
         let (name_o, newname_o): (OsString, OsString) =
             (name.to_os_string(), newname.to_os_string());

@@ -1,7 +1,8 @@
 //! File data and metadata: open (copying up for writes), read, write, fsync, setattr
 //! (chmod/chown/truncate/utimens), setxattr/removexattr, fallocate, lseek.
 
-use super::{Attr, Ctx, OverlayFs, Res, eno, ownership, whiteout};
+use super::{Attr, Ctx, OverlayFs, Res, eno};
+use crate::format::{owner, whiteout};
 use crate::sys;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -101,7 +102,7 @@ impl OverlayFs {
             libc::O_RDONLY | (keep & libc::O_NOATIME)
         };
         let fd = match sys::open_at(
-            self.stack.layers[loc.0].fd(),
+            self.stack.layers()[loc.0].fd(),
             &loc.1,
             fl | libc::O_NOFOLLOW,
             0,
@@ -110,7 +111,7 @@ impl OverlayFs {
             // O_NOATIME is refused on files we do not own: drop it.
             Err(e) if e.raw_os_error() == Some(libc::EPERM) && fl & libc::O_NOATIME != 0 => {
                 sys::open_at(
-                    self.stack.layers[loc.0].fd(),
+                    self.stack.layers()[loc.0].fd(),
                     &loc.1,
                     (fl & !libc::O_NOATIME) | libc::O_NOFOLLOW,
                     0,
@@ -145,7 +146,7 @@ impl OverlayFs {
     /// The mode the mount shows for the file at (`dir`, `rel`) (override xattr first).
     fn shown_mode(&self, dir: BorrowedFd<'_>, rel: &Path) -> Res<u32> {
         if self.use_override
-            && let Some(o) = ownership::read_override(dir, rel).map_err(eno)?
+            && let Some(o) = owner::read_override(dir, rel).map_err(eno)?
         {
             return Ok(o.mode);
         }
@@ -162,7 +163,7 @@ impl OverlayFs {
             return Ok(());
         }
         let over = if self.use_override {
-            ownership::read_override(dir, rel).map_err(eno)?
+            owner::read_override(dir, rel).map_err(eno)?
         } else {
             None
         };
@@ -182,8 +183,8 @@ impl OverlayFs {
         }
         match over {
             Some(o) => {
-                let v = ownership::format_override(o.uid, o.gid, new);
-                let name = OsStr::new(ownership::OVERRIDE_XATTR);
+                let v = owner::Override { mode: new, ..o }.value();
+                let name = OsStr::new(owner::OVERRIDE_XATTR);
                 sys::set_xattr_at(dir, rel, name, v.as_bytes(), 0).map_err(eno)?;
             }
             None => sys::chmod_at(dir, rel, new & 0o7777).map_err(eno)?,
@@ -204,7 +205,7 @@ impl OverlayFs {
             libc::O_RDONLY
         };
         let fd = sys::open_at(
-            self.stack.layers[loc.0].fd(),
+            self.stack.layers()[loc.0].fd(),
             &loc.1,
             fl | libc::O_NOFOLLOW,
             0,
@@ -260,7 +261,7 @@ impl OverlayFs {
             Err(_) => return Ok(&h.file), // renamed away or gone: keep what we have
         };
         let fd = sys::open_at(
-            self.stack.layers[0].fd(),
+            self.stack.layers()[0].fd(),
             &path,
             libc::O_RDONLY | libc::O_NOFOLLOW,
             0,
@@ -387,11 +388,13 @@ impl OverlayFs {
     ) -> Res<()> {
         let cur = sys::lstat_at(up, rel).map_err(eno)?;
         let over = if self.use_override {
-            ownership::read_override(up, rel).map_err(eno)?
+            owner::read_override(up, rel).map_err(eno)?
         } else {
             None
         };
         let (cu, cg, cm) = match over {
+            // A stand-in keeps the type (and device number) its override gives it.
+            Some(o) if o.mode & libc::S_IFMT != 0 => (o.uid, o.gid, o.mode),
             Some(o) => (
                 o.uid,
                 o.gid,
@@ -432,15 +435,15 @@ impl OverlayFs {
         }
         if use_xattr {
             // Ownership lives in the override xattr (unprivileged mounts).
-            let v = ownership::format_override(su, sg, mode);
-            sys::set_xattr_at(
-                up,
-                rel,
-                OsStr::new(ownership::OVERRIDE_XATTR),
-                v.as_bytes(),
-                0,
-            )
-            .map_err(eno)?;
+            let v = owner::Override {
+                uid: su,
+                gid: sg,
+                mode,
+                rdev: over.and_then(|o| o.rdev),
+            }
+            .value();
+            sys::set_xattr_at(up, rel, OsStr::new(owner::OVERRIDE_XATTR), v.as_bytes(), 0)
+                .map_err(eno)?;
             let usable = if kind == libc::S_IFDIR { 0o700 } else { 0o600 };
             let _ = sys::chmod_at(up, rel, (mode | usable) & 0o7777);
         } else if kind != libc::S_IFLNK {

@@ -13,22 +13,19 @@
 
 pub mod copy_up;
 pub mod dirops;
-pub mod fasthash;
 pub mod fileops;
 pub mod layers;
 pub mod nodes;
-pub mod ownership;
 mod pending;
 mod setup;
-pub mod whiteout;
 
-pub use setup::remove_tree;
-
+use crate::format::idmap::IdMapper;
+use crate::format::resolve::Loc;
+use crate::format::{owner, whiteout};
 use crate::sys;
 use dashmap::DashMap;
-use layers::{Loc, Stack, WriteForms};
+use layers::{Stack, WriteForms};
 use nodes::{Node, NodeState, NodeTable, ROOT_INO};
-use ownership::IdMapper;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
@@ -123,7 +120,7 @@ impl Place {
     /// fd itself with the empty path.
     pub(crate) fn at<'a>(&'a self, stack: &'a Stack) -> (std::os::fd::BorrowedFd<'a>, &'a Path) {
         match self {
-            Place::Path((l, rel)) => (stack.layers[*l].fd(), rel.as_path()),
+            Place::Path((l, rel)) => (stack.layers()[*l].fd(), rel.as_path()),
             Place::Open(h) => {
                 let f = match (h.upper, h.upper_copy.get()) {
                     (false, Some(c)) => c,
@@ -170,8 +167,8 @@ pub struct DirHandle {
 pub struct OverlayFs {
     pub stack: Stack,
     pub nodes: NodeTable,
-    handles: DashMap<u64, Arc<Handle>, fasthash::FastState>,
-    dirs: DashMap<u64, Arc<DirHandle>, fasthash::FastState>,
+    handles: DashMap<u64, Arc<Handle>, crate::fasthash::FastState>,
+    dirs: DashMap<u64, Arc<DirHandle>, crate::fasthash::FastState>,
     next_fh: AtomicU64,
     tmp_counter: AtomicU64,
     pub read_only: bool,
@@ -269,8 +266,8 @@ impl OverlayFs {
         merged_dir: bool,
     ) -> Res<Attr> {
         let over = if self.use_override {
-            let l = &self.stack.layers[loc.0];
-            ownership::read_override(l.fd(), &loc.1).map_err(eno)?
+            let l = &self.stack.layers()[loc.0];
+            owner::read_override(l.fd(), &loc.1).map_err(eno)?
         } else {
             None
         };
@@ -286,7 +283,7 @@ impl OverlayFs {
         &self,
         node_ino: u64,
         st: &sys::Stat,
-        over: Option<ownership::Override>,
+        over: Option<owner::Override>,
         merged_dir: bool,
     ) -> Attr {
         let mut mode = st.st_mode;
@@ -336,7 +333,7 @@ impl OverlayFs {
         let merged = node.with(|st| Self::is_merged_dir(st, node.kind));
         match self.place(&node, false)? {
             Place::Path(loc) => {
-                let s = sys::lstat_at(self.stack.layers[loc.0].fd(), &loc.1).map_err(eno)?;
+                let s = sys::lstat_at(self.stack.layers()[loc.0].fd(), &loc.1).map_err(eno)?;
                 self.attr_from(ino, &s, &loc, merged)
             }
             open => {
@@ -344,7 +341,7 @@ impl OverlayFs {
                 let (fd, _) = open.at(&self.stack);
                 let s = sys::fstat(fd).map_err(eno)?;
                 let over = if self.use_override {
-                    ownership::read_override_fd(fd).map_err(eno)?
+                    owner::read_override_fd(fd).map_err(eno)?
                 } else {
                     None
                 };
@@ -354,7 +351,11 @@ impl OverlayFs {
     }
 
     /// Resolve a child of a directory node without touching the node table.
-    pub(crate) fn resolve_child(&self, parent: &Node, name: &OsStr) -> Res<Option<layers::Found>> {
+    pub(crate) fn resolve_child(
+        &self,
+        parent: &Node,
+        name: &OsStr,
+    ) -> Res<Option<crate::format::resolve::Found>> {
         if !parent.is_dir() {
             return Err(libc::ENOTDIR);
         }
@@ -362,7 +363,7 @@ impl OverlayFs {
             return Ok(None);
         }
         let dirs = self.dirs_of(parent)?;
-        self.stack.resolve(&dirs, name).map_err(eno)
+        self.stack.res.resolve(&dirs, name).map_err(eno)
     }
 
     /// Turn a resolved entry into a node (counting one lookup) and its attributes.
@@ -370,7 +371,7 @@ impl OverlayFs {
         &self,
         parent: u64,
         name: &OsStr,
-        f: &layers::Found,
+        f: &crate::format::resolve::Found,
     ) -> Res<(Arc<Node>, Attr)> {
         self.node_for(parent, name, f, false)
     }
@@ -380,7 +381,7 @@ impl OverlayFs {
         &self,
         parent: u64,
         name: &OsStr,
-        f: &layers::Found,
+        f: &crate::format::resolve::Found,
     ) -> Res<(Arc<Node>, Attr)> {
         self.node_for(parent, name, f, true)
     }
@@ -389,10 +390,10 @@ impl OverlayFs {
         &self,
         parent: u64,
         name: &OsStr,
-        f: &layers::Found,
+        f: &crate::format::resolve::Found,
         new: bool,
     ) -> Res<(Arc<Node>, Attr)> {
-        let layer = &self.stack.layers[f.top.0];
+        let layer = &self.stack.layers()[f.top.0];
         let backing = (f.stat.st_dev, f.stat.st_ino);
         let ino = if new {
             self.nodes.ino_for_new(backing, layer.fs_index)
@@ -427,7 +428,7 @@ impl OverlayFs {
         let attr = if loc == f.top {
             self.attr_from(node.ino, &f.stat, &loc, merged)?
         } else {
-            let s = sys::lstat_at(self.stack.layers[loc.0].fd(), &loc.1).map_err(eno)?;
+            let s = sys::lstat_at(self.stack.layers()[loc.0].fd(), &loc.1).map_err(eno)?;
             self.attr_from(node.ino, &s, &loc, merged)?
         };
         if attr.shared_lower {
@@ -457,6 +458,7 @@ impl OverlayFs {
         dirs.retain(|(l, _)| !self.stack.is_lower(*l) || *l >= layer);
         let f = self
             .stack
+            .res
             .resolve(&dirs, name)
             .map_err(eno)?
             .ok_or(libc::ENOENT)?;
@@ -471,11 +473,11 @@ impl OverlayFs {
     pub fn readlink(&self, ino: u64) -> Res<OsString> {
         let node = self.node(ino)?;
         let loc = self.loc_of(&node)?;
-        let dir = self.stack.layers[loc.0].fd();
+        let dir = self.stack.layers()[loc.0].fd();
         match sys::readlink_at(dir, &loc.1) {
             // A plain file standing in for a symlink (override type `symlink`): its content.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.use_override => {
-                ownership::read_standin_link(dir, &loc.1)
+                owner::read_standin_link(dir, &loc.1)
                     .map_err(eno)?
                     .ok_or(libc::EINVAL)
             }
@@ -485,7 +487,7 @@ impl OverlayFs {
 
     fn snapshot_dir(&self, node: &Node) -> Res<Vec<DirEntry>> {
         let dirs = self.dirs_of(node)?;
-        let list = self.stack.list(&dirs).map_err(eno)?;
+        let list = self.stack.res.list(&dirs).map_err(eno)?;
         let parent = node
             .with(|s| s.aliases.first().map(|a| a.0))
             .unwrap_or(ROOT_INO);
@@ -503,7 +505,7 @@ impl OverlayFs {
             layer: usize::MAX,
         });
         for (name, dtype, layer, dino) in list {
-            let l = &self.stack.layers[layer];
+            let l = &self.stack.layers()[layer];
             let ino = self.nodes.ino_for((l.dev, dino), l.fs_index);
             out.push(DirEntry {
                 name,
@@ -556,7 +558,7 @@ impl OverlayFs {
     }
 
     pub fn statfs(&self) -> Res<libc::statvfs> {
-        sys::fstatvfs(self.stack.layers[0].fd()).map_err(eno)
+        sys::fstatvfs(self.stack.layers()[0].fd()).map_err(eno)
     }
 
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Res<Vec<u8>> {

@@ -6,8 +6,8 @@
 //! records `upper (dev, ino) -> original ino`, so copy-up never changes a file's number.
 
 use super::Handle;
-use super::fasthash::FastState;
-use super::layers::Loc;
+use crate::fasthash::FastState;
+use crate::format::resolve::Loc;
 use dashmap::DashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -2,9 +2,10 @@
 //! clean what a killed daemon left in the workdir, probe which marker forms and ownership
 //! changes the upper filesystem permits, and build the root node.
 
-use super::layers::{self, Stack, WriteForms};
+use super::layers::{Stack, WriteForms};
 use super::nodes::{NodeState, NodeTable, ROOT_INO};
 use super::{Config, OverlayFs, Res, WORK_SUBDIR, eno, pending};
+use crate::format::resolve::Resolver;
 use crate::sys;
 use dashmap::DashMap;
 use std::ffi::OsStr;
@@ -18,7 +19,8 @@ impl OverlayFs {
     /// Open the layers, check the upper/work pair, clean stale work files, probe what the
     /// upper filesystem permits. Errors name the path and the reason.
     pub fn new(cfg: Config) -> Result<OverlayFs, String> {
-        let layers = layers::open_layers(&cfg.lowers, cfg.upper.as_deref())?;
+        let layers = crate::format::resolve::open_layers(&cfg.lowers, cfg.upper.as_deref())
+            .map_err(|e| e.to_string())?;
         let has_upper = cfg.upper.is_some();
         let mut work = None;
         let mut forms = WriteForms {
@@ -48,7 +50,7 @@ impl OverlayFs {
                 let old = PathBuf::from(format!("{WORK_SUBDIR}.stale-{}", std::process::id()));
                 sys::rename_at(wfd.as_fd(), sub, wfd.as_fd(), &old, 0)
                     .map_err(|e| format!("workdir {}: cleaning {WORK_SUBDIR}: {e}", w.display()))?;
-                remove_tree(wfd.as_fd(), &old)
+                sys::remove_tree_at(wfd.as_fd(), &old)
                     .map_err(|e| format!("workdir {}: cleaning stale files: {e}", w.display()))?;
             }
             // Other leftovers of ours (an interrupted cleanup).
@@ -63,7 +65,7 @@ impl OverlayFs {
                     if n.as_bytes()
                         .starts_with(format!("{WORK_SUBDIR}.stale-").as_bytes())
                     {
-                        let _ = remove_tree(wfd.as_fd(), Path::new(&n));
+                        let _ = sys::remove_tree_at(wfd.as_fd(), Path::new(&n));
                     }
                 }
             }
@@ -91,11 +93,11 @@ impl OverlayFs {
         }
         let privileged = sys::geteuid() == 0 && can_chown(work.as_ref());
         let stack = Stack {
-            layers,
+            // Lower layers never change under a mount: their facts are cached.
+            res: Resolver::new(layers, usize::from(has_upper)),
             has_upper,
             forms,
             work,
-            lower_info: DashMap::default(),
         };
         let fs = OverlayFs {
             stack,
@@ -122,22 +124,11 @@ impl OverlayFs {
     }
 
     fn init_root(&self) -> Res<()> {
-        let top = &self.stack.layers[0];
-        let st = sys::lstat_at(top.fd(), Path::new("")).map_err(eno)?;
-        let mut lowers = Vec::new();
-        let mut opaque = false;
-        if self.stack.has_upper {
-            opaque = self.stack.dir_markers(&(0, PathBuf::new())).map_err(eno)?.0;
-        }
-        if !opaque {
-            for i in self.stack.first_lower()..self.stack.layers.len() {
-                lowers.push((i, PathBuf::new()));
-                if i + 1 < self.stack.layers.len()
-                    && self.stack.dir_markers(&(i, PathBuf::new())).map_err(eno)?.0
-                {
-                    break;
-                }
-            }
+        let root = self.stack.res.root().map_err(eno)?;
+        let st = root.stat;
+        let mut lowers = root.lower_dirs;
+        if !self.stack.has_upper {
+            lowers.insert(0, root.top);
         }
         let backing = (st.st_dev, st.st_ino);
         self.nodes.map_backing(backing, ROOT_INO);
@@ -193,27 +184,4 @@ fn can_chown(work: Option<&OwnedFd>) -> bool {
     };
     let _ = sys::unlink_at(w.as_fd(), &name, false);
     ok
-}
-
-/// Remove `rel` under `dir` recursively (no symlinks followed).
-pub fn remove_tree(dir: std::os::fd::BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
-    let st = match sys::lstat_at(dir, rel) {
-        Ok(s) => s,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if layers::s_isdir(st.st_mode) {
-        let fd = sys::open_at(
-            dir,
-            rel,
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-            0,
-        )?;
-        for (n, _, _) in sys::read_dir_fd(fd)? {
-            remove_tree(dir, &rel.join(n))?;
-        }
-        sys::unlink_at(dir, rel, true)
-    } else {
-        sys::unlink_at(dir, rel, false)
-    }
 }

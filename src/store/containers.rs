@@ -12,16 +12,13 @@
 use super::human;
 use super::images::{self, Repositories, parse_config};
 use super::layout::{random_hex, short_link_id, write_atomic};
-use super::merged::{Node, Stack, TarOut, is_dir};
+pub use super::merged::Change;
+use super::merged::Stack;
+use super::tarout::TarOut;
 use super::{Store, remove_tree};
 use crate::digest::{Digest, HashingWriter, chain_ids};
 use crate::mount::MountPlan;
-use crate::overlay::whiteout::{self, NameClass};
-use crate::sys;
 use serde::{Deserialize, Serialize};
-use std::ffi::OsStr;
-use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// One container record.
@@ -114,13 +111,6 @@ fn valid_name(n: &str) -> bool {
         && n.as_bytes()[0].is_ascii_alphanumeric()
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
-
-/// One line of `container diff`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Change {
-    pub path: String,
-    pub kind: char,
 }
 
 impl Store {
@@ -276,7 +266,7 @@ impl Store {
         let plan = self.container_plan(c)?;
         let mut paths = vec![plan.upper.clone().unwrap_or_default()];
         paths.extend(plan.lowers.iter().cloned());
-        let mut stack = Stack::open(&paths)?;
+        let mut stack = Stack::open(&paths, true)?;
         // The upper dir was written by the same store owner as the image's layers (through
         // the mount): what that owner owns there and has no override for (their new files,
         // copied-up symlinks and fifos) is the image's root too in commit and export.
@@ -289,20 +279,17 @@ impl Store {
     /// `container diff`: A/C/D lines, sorted by path.
     pub fn container_diff(&self, c: &Container) -> Result<Vec<Change>, String> {
         let stack = self.container_stack(c)?;
-        let lower = Stack::open(&stack.paths[1..])?;
-        let mut out = Vec::new();
-        diff_dir(&stack, &lower, Path::new(""), &mut out)?;
-        out.sort();
-        out.dedup();
-        Ok(out)
+        let mut lower = Stack::open(&stack.paths[1..], false)?;
+        lower.root_ids = stack.root_ids[1..].to_vec();
+        Ok(stack.diff(&lower)?)
     }
 
     /// Write the container's changes as a layer tar (OCI whiteouts) into `w`.
     pub fn container_layer_tar<W: std::io::Write>(&self, c: &Container, w: W) -> Result<W, String> {
         let stack = self.container_stack(c)?;
         let mut t = TarOut::new(w);
-        upper_to_tar(&stack, Path::new(""), &mut t)?;
-        t.finish()
+        stack.layer_tar(Path::new(""), &mut t)?;
+        Ok(t.finish()?)
     }
 
     /// `container commit N [REF]`: returns the new image ID.
@@ -378,7 +365,7 @@ impl Store {
         let root = stack.root()?;
         let mut t = TarOut::new(w);
         t.merged_subtree(&stack, &root)?;
-        t.finish()
+        Ok(t.finish()?)
     }
 
     /// `container rm`.
@@ -456,142 +443,4 @@ pub fn mounted_at(fsname: &str) -> Vec<String> {
         }
     }
     out
-}
-
-fn rel_str(p: &Path) -> String {
-    format!("/{}", p.display())
-}
-
-/// The names in directory `rel` of the upper dir (layer 0).
-fn upper_names(stack: &Stack, rel: &Path) -> Result<Vec<std::ffi::OsString>, String> {
-    let fd = sys::open_at(
-        stack.layers[0].as_fd(),
-        rel,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-        0,
-    )
-    .map_err(|e| format!("cannot open {}: {e}", stack.paths[0].join(rel).display()))?;
-    super::unpack::list_dir(fd.as_fd())
-}
-
-/// Walk the upper dir (layer 0) and report changes against the lower stack.
-fn diff_dir(stack: &Stack, lower: &Stack, rel: &Path, out: &mut Vec<Change>) -> Result<(), String> {
-    for name in upper_names(stack, rel)? {
-        let p = rel.join(&name);
-        match whiteout::classify_name(&name) {
-            NameClass::OpaqueMarker => continue,
-            NameClass::WhiteoutOf(t) => {
-                out.push(Change {
-                    path: rel_str(&rel.join(t)),
-                    kind: 'D',
-                });
-                continue;
-            }
-            NameClass::Normal => {}
-        }
-        let Ok(st) = sys::lstat_at(stack.layers[0].as_fd(), &p) else {
-            continue;
-        };
-        if whiteout::is_whiteout_dev(st.st_mode, st.st_rdev) {
-            out.push(Change {
-                path: rel_str(&p),
-                kind: 'D',
-            });
-            continue;
-        }
-        let in_lower = lower.lookup(&p)?.is_some();
-        if is_dir(&st) {
-            if let Some(r) = stack.redirect(0, &p, rel) {
-                out.push(Change {
-                    path: rel_str(&p),
-                    kind: 'A',
-                });
-                out.push(Change {
-                    path: rel_str(&r),
-                    kind: 'D',
-                });
-                // Everything under a moved dir is new at this path.
-                let node = stack.lookup(&p)?.ok_or("renamed directory vanished")?;
-                added_subtree(stack, &node, out)?;
-                continue;
-            }
-            out.push(Change {
-                path: rel_str(&p),
-                kind: if in_lower { 'C' } else { 'A' },
-            });
-            diff_dir(stack, lower, &p, out)?;
-        } else {
-            out.push(Change {
-                path: rel_str(&p),
-                kind: if in_lower { 'C' } else { 'A' },
-            });
-        }
-    }
-    Ok(())
-}
-
-fn added_subtree(stack: &Stack, node: &Node, out: &mut Vec<Change>) -> Result<(), String> {
-    for c in stack.children(node)? {
-        out.push(Change {
-            path: rel_str(&c.rel),
-            kind: 'A',
-        });
-        if is_dir(&c.st) {
-            added_subtree(stack, &c, out)?;
-        }
-    }
-    Ok(())
-}
-
-/// The upper dir as a layer tar: OCI whiteouts for deletions, `.wh..wh..opq` for opaque
-/// dirs, and a renamed (redirected) dir as an opaque dir with its full merged contents plus
-/// a whiteout at its old path.
-fn upper_to_tar<W: std::io::Write>(
-    stack: &Stack,
-    rel: &Path,
-    t: &mut TarOut<W>,
-) -> Result<(), String> {
-    let up = stack.layers[0].as_fd();
-    for name in upper_names(stack, rel)? {
-        let p = rel.join(&name);
-        match whiteout::classify_name(&name) {
-            NameClass::OpaqueMarker => {
-                t.marker(&p)?;
-                continue;
-            }
-            NameClass::WhiteoutOf(_) => {
-                t.marker(&p)?;
-                continue;
-            }
-            NameClass::Normal => {}
-        }
-        let Ok(st) = sys::lstat_at(up, &p) else {
-            continue;
-        };
-        if whiteout::is_whiteout_dev(st.st_mode, st.st_rdev) {
-            t.marker(&rel.join(whiteout::wh_name(&name)))?;
-            continue;
-        }
-        t.entry(stack, 0, &p, &st, &p)?;
-        if !is_dir(&st) {
-            continue;
-        }
-        if let Some(r) = stack.redirect(0, &p, rel) {
-            t.marker(&p.join(OsStr::from_bytes(whiteout::OPAQUE_MARKER)))?;
-            let node = stack.lookup(&p)?.ok_or("renamed directory vanished")?;
-            t.merged_subtree(stack, &node)?;
-            if r != p
-                && let Some(base) = r.file_name()
-            {
-                let parent = r.parent().unwrap_or(Path::new(""));
-                t.marker(&parent.join(whiteout::wh_name(base)))?;
-            }
-            continue;
-        }
-        if whiteout::has_opaque_xattr(up, &p).unwrap_or(false) {
-            t.marker(&p.join(OsStr::from_bytes(whiteout::OPAQUE_MARKER)))?;
-        }
-        upper_to_tar(stack, &p, t)?;
-    }
-    Ok(())
 }

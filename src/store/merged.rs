@@ -1,27 +1,24 @@
-//! Reading a stack of layer directories (top first) as one tree, with overlay rules:
-//! whiteouts (char 0:0 devices or `.wh.NAME` files) hide lower entries, opaque dirs (xattr
-//! or `.wh..wh..opq`) stop the merge, a directory carrying an overlay redirect xattr
-//! continues in the lower layers at its old path. Used by `container diff/commit/export`,
-//! so none of them needs a mount. Also turns an entry into a tar header with the owner, mode
-//! and type it presents (`override_stat` xattrs and a layer's `root-ids` applied, plain-file
-//! stand-ins written as what they stand for) and writes layer tars.
+//! A container's or an image's layer dirs (top first) read as one tree, through the one
+//! resolver the mount uses ([`crate::format::resolve`]): `container diff`, `commit` and
+//! `export` see exactly what a mount of the same layers shows, without mounting. Also the
+//! walk of a container's upper dir that turns its records into changes (diff) and into a
+//! layer tar (commit).
 
-use crate::overlay::ownership;
-use crate::overlay::whiteout::{self, NameClass};
-use crate::sys::{self, Stat};
-use std::collections::{BTreeSet, HashMap};
-use std::ffi::{OsStr, OsString};
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use super::error::{Error, Result, ResultExt};
+use super::tarout::TarOut;
+use crate::format::owner::{self, Presented};
+use crate::format::resolve::{self, Found, Loc, Recorded, Resolver};
+use crate::sys::Stat;
+use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One layer dir per element, top first.
 pub struct Stack {
-    pub layers: Vec<OwnedFd>,
+    pub res: Resolver,
     pub paths: Vec<PathBuf>,
     /// Per layer: the ids that stand for the image's 0:0 there (an unprivileged store's
-    /// layers, see [`ownership::ROOT_IDS_FILE`]).
+    /// layers, see [`owner::ROOT_IDS_FILE`]).
     pub root_ids: Vec<Option<(u32, u32)>>,
 }
 
@@ -35,412 +32,237 @@ pub struct Node {
     pub src: PathBuf,
     pub st: Stat,
     /// For directories: every (layer, path) that contributes children, top first.
-    pub sources: Vec<(usize, PathBuf)>,
+    pub sources: Vec<Loc>,
 }
 
 pub fn is_dir(st: &Stat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+    resolve::s_isdir(st.st_mode)
+}
+
+impl Node {
+    fn from_found(rel: PathBuf, f: Found) -> Node {
+        let mut sources = Vec::new();
+        if is_dir(&f.stat) {
+            sources.push(f.top.clone());
+            sources.extend(f.lower_dirs);
+        }
+        Node {
+            rel,
+            layer: f.top.0,
+            src: f.top.1,
+            st: f.stat,
+            sources,
+        }
+    }
+}
+
+/// One line of `container diff`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Change {
+    pub path: String,
+    pub kind: char,
+}
+
+fn change(p: &Path, kind: char) -> Change {
+    Change {
+        path: format!("/{}", p.display()),
+        kind,
+    }
 }
 
 impl Stack {
-    pub fn open(paths: &[PathBuf]) -> Result<Stack, String> {
-        let mut layers = Vec::new();
+    /// Open `paths` (top first). `top_changes`: the top layer is a container's upper dir,
+    /// which may change while we read (nothing of it is cached).
+    pub fn open(paths: &[PathBuf], top_changes: bool) -> Result<Stack> {
+        let layers = resolve::open_layers(paths, None)
+            .map_err(|e| Error::io("opening the layer dir", e.path, e.source))?;
         let mut root_ids = Vec::new();
-        for p in paths {
-            let fd = sys::open_dir(p)
-                .map_err(|e| format!("cannot open layer dir {}: {e}", p.display()))?;
-            root_ids.push(ownership::read_root_ids(fd.as_fd()).map_err(|e| {
-                format!(
-                    "cannot read {} beside {}: {e}",
-                    ownership::ROOT_IDS_FILE,
-                    p.display()
-                )
-            })?);
-            layers.push(fd);
+        for (l, p) in layers.iter().zip(paths) {
+            root_ids.push(owner::read_root_ids(l.fd()).io("reading the root-ids beside", p)?);
         }
         Ok(Stack {
-            layers,
+            res: Resolver::new(layers, usize::from(top_changes)),
             paths: paths.to_vec(),
             root_ids,
         })
     }
 
+    fn err(&self, op: &'static str, loc: &Loc, e: std::io::Error) -> Error {
+        Error::io(op, self.paths[loc.0].join(&loc.1), e)
+    }
+
     /// Owner, mode and type node `n` presents.
-    pub fn presented(&self, n: &Node) -> Presented {
-        presented(
-            self.layers[n.layer].as_fd(),
-            &n.src,
-            &n.st,
-            self.root_ids[n.layer],
-        )
+    pub fn presented(&self, n: &Node) -> Result<Presented> {
+        self.presented_at(n.layer, &n.src, &n.st)
     }
 
-    fn lstat(&self, i: usize, p: &Path) -> Option<Stat> {
-        sys::lstat_at(self.layers[i].as_fd(), p).ok()
-    }
-
-    fn is_whiteout_at(&self, i: usize, dir: &Path, name: &OsStr) -> bool {
-        if let Some(st) = self.lstat(i, &dir.join(name))
-            && whiteout::is_whiteout_dev(st.st_mode, st.st_rdev)
-        {
-            return true;
-        }
-        self.lstat(i, &dir.join(whiteout::wh_name(name))).is_some()
-    }
-
-    pub fn is_opaque(&self, i: usize, p: &Path) -> bool {
-        whiteout::has_opaque_xattr(self.layers[i].as_fd(), p).unwrap_or(false)
-            || self
-                .lstat(i, &p.join(OsStr::from_bytes(whiteout::OPAQUE_MARKER)))
-                .is_some()
-    }
-
-    pub fn redirect(&self, i: usize, p: &Path, merged_parent: &Path) -> Option<PathBuf> {
-        let r = whiteout::read_redirect(self.layers[i].as_fd(), p).ok()??;
-        let s = OsStr::from_bytes(&r);
-        // A redirect never leaves the layer: `..` components make it invalid.
-        if r.split(|b| *b == b'/').any(|c| c == b"..") {
-            return None;
-        }
-        Some(if r.starts_with(b"/") {
-            PathBuf::from(OsStr::from_bytes(&r[1..]))
-        } else {
-            merged_parent.join(s)
-        })
+    /// Owner, mode and type of entry `src` of layer `li` (stat `st`).
+    pub fn presented_at(&self, li: usize, src: &Path, st: &Stat) -> Result<Presented> {
+        owner::presented(self.res.layers[li].fd(), src, st, self.root_ids[li])
+            .map_err(|e| self.err("reading the owner of", &(li, src.to_path_buf()), e))
     }
 
     /// The root of the merged tree.
-    pub fn root(&self) -> Result<Node, String> {
-        let st = self
-            .lstat(0, Path::new(""))
-            .ok_or("cannot stat the top layer")?;
-        let mut sources = Vec::new();
-        for i in 0..self.layers.len() {
-            sources.push((i, PathBuf::new()));
-            if self.is_opaque(i, Path::new("")) {
-                break;
-            }
-        }
-        Ok(Node {
-            rel: PathBuf::new(),
-            layer: 0,
-            src: PathBuf::new(),
-            st,
-            sources,
-        })
+    pub fn root(&self) -> Result<Node> {
+        let f = self
+            .res
+            .root()
+            .map_err(|e| self.err("reading", &(0, PathBuf::new()), e))?;
+        Ok(Node::from_found(PathBuf::new(), f))
     }
 
     /// Resolve `name` inside directory node `dir`.
-    pub fn child(&self, dir: &Node, name: &OsStr) -> Option<Node> {
-        if !matches!(whiteout::classify_name(name), NameClass::Normal) {
-            return None;
-        }
-        let mut found: Option<Node> = None;
-        for (i, rel) in &dir.sources {
-            let p = rel.join(name);
-            if self.is_whiteout_at(*i, rel, name) {
-                return found;
-            }
-            let Some(st) = self.lstat(*i, &p) else {
-                continue;
-            };
-            match &mut found {
-                None => {
-                    let mut n = Node {
-                        rel: dir.rel.join(name),
-                        layer: *i,
-                        src: p.clone(),
-                        st,
-                        sources: Vec::new(),
-                    };
-                    if !is_dir(&st) {
-                        return Some(n);
-                    }
-                    n.sources.push((*i, p.clone()));
-                    if self.is_opaque(*i, &p) {
-                        return Some(n);
-                    }
-                    if let Some(r) = self.redirect(*i, &p, &dir.rel) {
-                        for j in i + 1..self.layers.len() {
-                            match self.lstat(j, &r) {
-                                Some(s)
-                                    if is_dir(&s)
-                                        && !whiteout::is_whiteout_dev(s.st_mode, s.st_rdev) =>
-                                {
-                                    n.sources.push((j, r.clone()));
-                                    if self.is_opaque(j, &r) {
-                                        break;
-                                    }
-                                }
-                                Some(_) => break,
-                                None => {}
-                            }
-                        }
-                        return Some(n);
-                    }
-                    found = Some(n);
-                }
-                Some(n) => {
-                    if !is_dir(&st) {
-                        return found;
-                    }
-                    n.sources.push((*i, p.clone()));
-                    if self.is_opaque(*i, &p) {
-                        return found;
-                    }
-                }
-            }
-        }
-        found
+    pub fn child(&self, dir: &Node, name: &OsStr) -> Result<Option<Node>> {
+        let f = self.res.resolve(&dir.sources, name).map_err(|e| {
+            let top = dir.sources.first().cloned().unwrap_or_default();
+            self.err("looking up a name in", &top, e)
+        })?;
+        Ok(f.map(|f| Node::from_found(dir.rel.join(name), f)))
     }
 
     /// The merged children of a directory node, sorted by name.
-    pub fn children(&self, dir: &Node) -> Result<Vec<Node>, String> {
-        let mut names: BTreeSet<OsString> = BTreeSet::new();
-        for (i, rel) in &dir.sources {
-            let fd = sys::open_at(
-                self.layers[*i].as_fd(),
-                rel,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
-            )
-            .map_err(|e| format!("cannot open {}: {e}", self.paths[*i].join(rel).display()))?;
-            names.extend(super::unpack::list_dir(fd.as_fd())?);
+    pub fn children(&self, dir: &Node) -> Result<Vec<Node>> {
+        let mut names: Vec<_> = self
+            .res
+            .list(&dir.sources)
+            .map_err(|e| {
+                let top = dir.sources.first().cloned().unwrap_or_default();
+                self.err("listing", &top, e)
+            })?
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        names.sort();
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            // Listed a moment ago: only a concurrent change of the upper makes it vanish.
+            if let Some(c) = self.child(dir, &n)? {
+                out.push(c);
+            }
         }
-        Ok(names.iter().filter_map(|n| self.child(dir, n)).collect())
+        Ok(out)
     }
 
     /// Look a merged path up.
-    pub fn lookup(&self, rel: &Path) -> Result<Option<Node>, String> {
+    pub fn lookup(&self, rel: &Path) -> Result<Option<Node>> {
         let mut n = self.root()?;
         for c in rel.components() {
             if !is_dir(&n.st) {
                 return Ok(None);
             }
-            match self.child(&n, c.as_os_str()) {
+            match self.child(&n, c.as_os_str())? {
                 Some(x) => n = x,
                 None => return Ok(None),
             }
         }
         Ok(Some(n))
     }
-}
 
-/// Owner, mode (with type bits) and device type an entry presents.
-#[derive(Debug, Clone, Copy)]
-pub struct Presented {
-    pub uid: u32,
-    pub gid: u32,
-    pub mode: u32,
-    pub rdev_major: u32,
-    pub rdev_minor: u32,
-}
-
-/// What an entry presents: its `override_stat` (`UID:GID:MODE[:TYPE]`, a plain file may
-/// stand in for another type), else 0:0 when it is owned by the layer's `root_ids`, else
-/// the real stat. The same rules as the mount's (`ownership::read_override`).
-pub fn presented(
-    dir: std::os::fd::BorrowedFd<'_>,
-    rel: &Path,
-    st: &Stat,
-    root_ids: Option<(u32, u32)>,
-) -> Presented {
-    let mut p = Presented {
-        uid: st.st_uid,
-        gid: st.st_gid,
-        mode: st.st_mode,
-        rdev_major: sys::major(st.st_rdev),
-        rdev_minor: sys::minor(st.st_rdev),
-    };
-    let over = ownership::read_override_xattr(dir, rel)
-        .ok()
-        .flatten()
-        .or_else(|| ownership::root_override(st, root_ids));
-    if let Some(o) = over {
-        p.uid = o.uid;
-        p.gid = o.gid;
-        let real = st.st_mode & libc::S_IFMT;
-        let ty = if real == libc::S_IFREG && o.mode & libc::S_IFMT != 0 {
-            o.mode & libc::S_IFMT
-        } else {
-            real
-        };
-        p.mode = ty | (o.mode & 0o7777);
-        if let Some(r) = o.rdev {
-            p.rdev_major = sys::major(r);
-            p.rdev_minor = sys::minor(r);
-        }
-    }
-    p
-}
-
-/// Writes layer / export tars from layer dirs.
-pub struct TarOut<W: Write> {
-    pub b: tar::Builder<W>,
-    /// (layer, dev, ino) -> first path written, for hard links.
-    links: HashMap<(usize, u64, u64), PathBuf>,
-    written: BTreeSet<PathBuf>,
-}
-
-impl<W: Write> TarOut<W> {
-    pub fn new(w: W) -> Self {
-        let mut b = tar::Builder::new(w);
-        b.follow_symlinks(false);
-        TarOut {
-            b,
-            links: HashMap::new(),
-            written: BTreeSet::new(),
-        }
+    /// What directory `rel` of the top layer records, and its (opaque, redirected) markers.
+    fn top_records(&self, rel: &Path) -> Result<Vec<Recorded>> {
+        self.res
+            .recorded(0, rel)
+            .map_err(|e| self.err("listing", &(0, rel.to_path_buf()), e))
     }
 
-    fn err(p: &Path, e: std::io::Error) -> String {
-        format!("cannot write tar entry {}: {e}", p.display())
+    fn top_markers(&self, rel: &Path) -> Result<(bool, bool)> {
+        let loc = (0, rel.to_path_buf());
+        let (opaque, redirect) = self
+            .res
+            .dir_markers(&loc)
+            .map_err(|e| self.err("reading the overlay xattrs of", &loc, e))?;
+        Ok((opaque, redirect.is_some()))
     }
 
-    /// An empty regular file (whiteouts and opaque markers).
-    pub fn marker(&mut self, rel: &Path) -> Result<(), String> {
-        if !self.written.insert(rel.to_path_buf()) {
-            return Ok(());
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        // Written out (0:0): left empty, the fields are not numbers to strict readers.
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_size(0);
-        h.set_mtime(0);
-        self.b
-            .append_data(&mut h, rel, std::io::empty())
-            .map_err(|e| Self::err(rel, e))
+    fn must_lookup(&self, rel: &Path) -> Result<Node> {
+        self.lookup(rel)?.ok_or_else(|| {
+            Error::invalid(format!(
+                "{} vanished while it was read (is the container still being written?)",
+                self.paths[0].join(rel).display()
+            ))
+        })
     }
 
-    /// One entry copied from layer `li` path `src`, written as `rel`.
-    pub fn entry(
-        &mut self,
-        stack: &Stack,
-        li: usize,
-        src: &Path,
-        st: &Stat,
-        rel: &Path,
-    ) -> Result<(), String> {
-        if !self.written.insert(rel.to_path_buf()) {
-            return Ok(());
-        }
-        let dir = stack.layers[li].as_fd();
-        let pr = presented(dir, src, st, stack.root_ids[li]);
-        let ty = pr.mode & libc::S_IFMT;
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(pr.uid as u64);
-        h.set_gid(pr.gid as u64);
-        h.set_mode(pr.mode & 0o7777);
-        h.set_mtime(st.st_mtime.max(0) as u64);
-        h.set_size(0);
-        // xattrs as PAX records (private overlay ones never leave the store).
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        if st.st_mode & libc::S_IFMT != libc::S_IFLNK
-            && let Ok(names) = sys::list_xattr_at(dir, src)
-        {
-            for n in names {
-                if whiteout::is_private_xattr(&n)
-                    || n.as_bytes().starts_with(b"security.fuseoverlayfs.")
-                {
+    /// `container diff` of this stack (top = the container's upper) against `lower` (the
+    /// image alone): A/C/D per path, sorted. A deleted path is D (from its whiteout); a
+    /// renamed directory is A with everything under it, its old path D (the whiteout the
+    /// rename left there).
+    pub fn diff(&self, lower: &Stack) -> Result<Vec<Change>> {
+        let mut out = Vec::new();
+        self.diff_dir(lower, Path::new(""), &mut out)?;
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn diff_dir(&self, lower: &Stack, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
+        for r in self.top_records(rel)? {
+            let (name, st) = match r {
+                Recorded::Deleted(n) => {
+                    // A whiteout over nothing (the name was new in this container) hides
+                    // nothing and is no change.
+                    if lower.lookup(&rel.join(&n))?.is_some() {
+                        out.push(change(&rel.join(n), 'D'));
+                    }
                     continue;
                 }
-                if let Ok(Some(v)) = sys::get_xattr_at(dir, src, &n) {
-                    pax.push((format!("SCHILY.xattr.{}", n.to_string_lossy()), v));
-                }
+                Recorded::Entry(n, st) => (n, st),
+            };
+            let p = rel.join(&name);
+            let in_lower = lower.lookup(&p)?.is_some();
+            if is_dir(&st) && self.top_markers(&p)?.1 {
+                // Renamed here: everything under it is new at this path.
+                out.push(change(&p, 'A'));
+                self.added_subtree(&self.must_lookup(&p)?, out)?;
+                continue;
             }
-        }
-        if !pax.is_empty() {
-            self.b
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .map_err(|e| Self::err(rel, e))?;
-        }
-        let real_ty = st.st_mode & libc::S_IFMT;
-        if real_ty != libc::S_IFDIR && st.st_nlink > 1 {
-            let key = (li, st.st_dev, st.st_ino);
-            if let Some(first) = self.links.get(&key).cloned() {
-                h.set_entry_type(tar::EntryType::Link);
-                return self
-                    .b
-                    .append_link(&mut h, rel, &first)
-                    .map_err(|e| Self::err(rel, e));
-            }
-            self.links.insert(key, rel.to_path_buf());
-        }
-        match (real_ty, ty) {
-            (libc::S_IFDIR, _) => {
-                h.set_entry_type(tar::EntryType::Directory);
-                let mut p = rel.as_os_str().to_os_string();
-                p.push("/");
-                self.b
-                    .append_data(&mut h, &p, std::io::empty())
-                    .map_err(|e| Self::err(rel, e))
-            }
-            (libc::S_IFLNK, _) => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                let t = sys::readlink_at(dir, src).map_err(|e| Self::err(rel, e))?;
-                self.b
-                    .append_link(&mut h, rel, Path::new(&t))
-                    .map_err(|e| Self::err(rel, e))
-            }
-            (libc::S_IFREG, libc::S_IFREG) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                let fd = sys::open_at(dir, src, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
-                    .map_err(|e| Self::err(rel, e))?;
-                let f = std::fs::File::from(fd);
-                let len = f.metadata().map_err(|e| Self::err(rel, e))?.len();
-                h.set_size(len);
-                self.b
-                    .append_data(&mut h, rel, f.take(len))
-                    .map_err(|e| Self::err(rel, e))
-            }
-            (libc::S_IFREG, libc::S_IFLNK) => {
-                // A plain file standing in for a symlink: it holds the target.
-                h.set_entry_type(tar::EntryType::Symlink);
-                let t = ownership::read_standin_link(dir, src)
-                    .map_err(|e| Self::err(rel, e))?
-                    .ok_or_else(|| {
-                        Self::err(rel, std::io::Error::other("symlink stand-in changed"))
-                    })?;
-                self.b
-                    .append_link(&mut h, rel, Path::new(&t))
-                    .map_err(|e| Self::err(rel, e))
-            }
-            (_, t) => {
-                let et = match t {
-                    libc::S_IFCHR => tar::EntryType::Char,
-                    libc::S_IFBLK => tar::EntryType::Block,
-                    libc::S_IFIFO => tar::EntryType::Fifo,
-                    _ => return Ok(()), // sockets are not archived
-                };
-                h.set_entry_type(et);
-                if matches!(t, libc::S_IFCHR | libc::S_IFBLK) {
-                    let _ = h.set_device_major(pr.rdev_major);
-                    let _ = h.set_device_minor(pr.rdev_minor);
-                }
-                self.b
-                    .append_data(&mut h, rel, std::io::empty())
-                    .map_err(|e| Self::err(rel, e))
-            }
-        }
-    }
-
-    /// A whole merged subtree below `node` (not the node itself).
-    pub fn merged_subtree(&mut self, stack: &Stack, node: &Node) -> Result<(), String> {
-        for c in stack.children(node)? {
-            self.entry(stack, c.layer, &c.src, &c.st, &c.rel)?;
-            if is_dir(&c.st) {
-                self.merged_subtree(stack, &c)?;
+            out.push(change(&p, if in_lower { 'C' } else { 'A' }));
+            if is_dir(&st) {
+                self.diff_dir(lower, &p, out)?;
             }
         }
         Ok(())
     }
 
-    pub fn finish(self) -> Result<W, String> {
-        self.b
-            .into_inner()
-            .map_err(|e| format!("cannot finish tar: {e}"))
+    fn added_subtree(&self, node: &Node, out: &mut Vec<Change>) -> Result<()> {
+        for c in self.children(node)? {
+            out.push(change(&c.rel, 'A'));
+            if is_dir(&c.st) {
+                self.added_subtree(&c, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The top layer's changes as a layer tar (OCI whiteouts for deletions,
+    /// `.wh..wh..opq` for opaque dirs). A layer tar has no redirects, so a renamed
+    /// directory is written as an opaque dir with its whole merged contents; its old path
+    /// is deleted by the whiteout the rename left there.
+    pub fn layer_tar<W: Write>(&self, rel: &Path, t: &mut TarOut<W>) -> Result<()> {
+        for r in self.top_records(rel)? {
+            let (name, st) = match r {
+                Recorded::Deleted(n) => {
+                    t.whiteout(&rel.join(n))?;
+                    continue;
+                }
+                Recorded::Entry(n, st) => (n, st),
+            };
+            let p = rel.join(&name);
+            t.entry(self, 0, &p, &st, &p)?;
+            if !is_dir(&st) {
+                continue;
+            }
+            let (opaque, redirected) = self.top_markers(&p)?;
+            if redirected {
+                t.opaque(&p)?;
+                t.merged_subtree(self, &self.must_lookup(&p)?)?;
+                continue;
+            }
+            if opaque {
+                t.opaque(&p)?;
+            }
+            self.layer_tar(&p, t)?;
+        }
+        Ok(())
     }
 }

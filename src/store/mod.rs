@@ -20,17 +20,19 @@
 
 pub mod archive;
 pub mod containers;
+pub mod error;
 pub mod human;
 pub mod images;
 pub mod layout;
 pub mod lock;
 pub mod merged;
 pub mod save;
+pub mod tarout;
 pub mod tarsplit;
 pub mod unpack;
 
 use crate::digest::{Digest, chain_ids};
-use crate::overlay::ownership;
+use crate::format::owner;
 use archive::{Blobs, DirBlobs, TarBlobs};
 use layout::{Layout, random_hex, read_text, write_atomic};
 use lock::StoreLock;
@@ -67,32 +69,9 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Remove a file or tree, making directories writable first if needed.
+/// Remove a file or tree, making our directories writable first if needed.
 pub fn remove_tree(p: &Path) -> std::io::Result<()> {
-    let md = match std::fs::symlink_metadata(p) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if !md.is_dir() {
-        return std::fs::remove_file(p);
-    }
-    if std::fs::remove_dir_all(p).is_ok() {
-        return Ok(());
-    }
-    use std::os::unix::fs::PermissionsExt;
-    fn open_up(p: &Path) {
-        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
-        if let Ok(rd) = std::fs::read_dir(p) {
-            for e in rd.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    open_up(&e.path());
-                }
-            }
-        }
-    }
-    open_up(p);
-    std::fs::remove_dir_all(p)
+    crate::sys::remove_tree(p)
 }
 
 impl Store {
@@ -168,7 +147,7 @@ impl Store {
             // Unpacked unprivileged: our ids stand for the image's 0:0 in this layer.
             let ids = format!("{euid}:{}\n", crate::sys::getegid());
             write_atomic(
-                &dir.join("cache").join(ownership::ROOT_IDS_FILE),
+                &dir.join("cache").join(owner::ROOT_IDS_FILE),
                 ids.as_bytes(),
             )?;
         }
@@ -259,7 +238,7 @@ impl Store {
             chain.push(l.diff_dir.clone());
             cur = l.parent;
         }
-        let stack = merged::Stack::open(&chain)?;
+        let stack = merged::Stack::open(&chain, false)?;
         let root = crate::sys::open_dir(diff)
             .map_err(|e| format!("cannot open {}: {e}", diff.display()))?;
         let root = root.as_fd();
@@ -273,12 +252,12 @@ impl Store {
                 let _ = crate::sys::chown_at(root, d, n.st.st_uid, n.st.st_gid);
                 let _ = crate::sys::chmod_at(root, d, n.st.st_mode & 0o7777);
             } else {
-                let p = stack.presented(&n);
-                let v = ownership::format_override(p.uid, p.gid, p.mode);
+                let p = stack.presented(&n)?;
+                let v = owner::Override::new(p.uid, p.gid, p.mode).value();
                 crate::sys::set_xattr_at(
                     root,
                     d,
-                    std::ffi::OsStr::new(ownership::OVERRIDE_XATTR),
+                    std::ffi::OsStr::new(owner::OVERRIDE_XATTR),
                     v.as_bytes(),
                     0,
                 )

@@ -8,17 +8,17 @@
 //! unprivileged they stay `.wh.NAME` files (plus `user.overlay.opaque=y` for opaque dirs).
 //! Unprivileged, the tar's owner and mode go to `user.containers.override_stat` on every
 //! entry that can carry it. A symlink or fifo of the image's 0:0 is made for real: the store
-//! owner's ids stand for 0:0 (`ownership::ROOT_IDS_FILE`). One of another owner, and every
+//! owner's ids stand for 0:0 (`owner::ROOT_IDS_FILE`). One of another owner, and every
 //! device, is a plain file standing in for it, its type in the override (`UID:GID:MODE:TYPE`;
 //! a symlink's stand-in holds the target). As root: owner, then xattrs, then mode, then times
 //! (chown clears setuid bits and `security.capability`).
 
 use super::tarsplit::{Entry, Kind, Recorder, TarReader};
 use crate::digest::{Digest, HashingReader};
-use crate::overlay::ownership;
-use crate::overlay::whiteout::{self, NameClass};
+use crate::format::owner;
+use crate::format::whiteout::{self, NameClass};
 use crate::sys;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -139,7 +139,7 @@ pub fn unpack(
     let mut x = Extractor::new(root);
     if !x.privileged {
         // The layer root, unless the tar lists `./` (as the implicit dirs below).
-        let v = ownership::format_override(0, 0, libc::S_IFDIR | 0o755);
+        let v = owner::Override::new(0, 0, libc::S_IFDIR | 0o755).value();
         sys::set_xattr_at(
             x.root.as_fd(),
             Path::new(""),
@@ -231,7 +231,7 @@ struct Extractor {
     implicit: std::collections::BTreeSet<PathBuf>,
 }
 
-const OVERRIDE: &str = ownership::OVERRIDE_XATTR;
+const OVERRIDE: &str = owner::OVERRIDE_XATTR;
 
 fn shown(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
@@ -270,7 +270,7 @@ impl Extractor {
                     self.implicit.insert(sofar.clone());
                     if !self.privileged {
                         // Until the store copies the lower layers' metadata over it.
-                        let v = ownership::format_override(0, 0, libc::S_IFDIR | mode);
+                        let v = owner::Override::new(0, 0, libc::S_IFDIR | mode).value();
                         sys::set_xattr_at(dir, name, OsStr::new(OVERRIDE), v.as_bytes(), 0)
                             .map_err(|e| {
                                 format!("cannot record owner of {}: {e}", sofar.display())
@@ -318,27 +318,8 @@ impl Extractor {
 
     /// Remove whatever is at `name` in `dir` (a whole tree if a directory).
     fn remove_existing(&self, dir: BorrowedFd<'_>, name: &Path) -> Result<(), String> {
-        let st = match sys::lstat_at(dir, name) {
-            Ok(st) => st,
-            Err(_) => return Ok(()),
-        };
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            let sub = sys::open_at(
-                dir,
-                name,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
-            )
-            .map_err(|e| format!("cannot open {}: {e}", name.display()))?;
-            let names = list_dir(sub.as_fd())?;
-            for n in names {
-                self.remove_existing(sub.as_fd(), Path::new(&n))?;
-            }
-            sys::unlink_at(dir, name, true)
-        } else {
-            sys::unlink_at(dir, name, false)
-        }
-        .map_err(|e| format!("cannot replace {}: {e}", name.display()))
+        sys::remove_tree_at(dir, name)
+            .map_err(|e| format!("cannot replace {}: {e}", name.display()))
     }
 
     fn entry<R: Read, W: Write>(
@@ -355,7 +336,7 @@ impl Extractor {
                         .root
                         .try_clone()
                         .map_err(|er| format!("cannot open layer root: {er}"))?;
-                    self.meta(root.as_fd(), Path::new(""), e, libc::S_IFDIR, None)?;
+                    self.meta(root.as_fd(), Path::new(""), e, libc::S_IFDIR, false)?;
                     self.dir_times.push((PathBuf::new(), e.mtime, e.mtime_nsec));
                 }
                 return Ok(());
@@ -420,7 +401,7 @@ impl Extractor {
                 sys::mkdir_at(pfd, name, 0o700)
                     .map_err(|er| ctx(format!("cannot create directory: {er}")))?;
             }
-            self.meta(pfd, name, e, libc::S_IFDIR, None)?;
+            self.meta(pfd, name, e, libc::S_IFDIR, false)?;
             self.dir_times.push((rel.clone(), e.mtime, e.mtime_nsec));
             return Ok(());
         }
@@ -437,12 +418,12 @@ impl Extractor {
                 let mut f = io::BufWriter::with_capacity(256 * 1024, File::from(fd));
                 r.copy_content(&mut f).map_err(|er| ctx(er.to_string()))?;
                 f.flush().map_err(|er| ctx(format!("write failed: {er}")))?;
-                self.meta(pfd, name, e, libc::S_IFREG, None)?;
+                self.meta(pfd, name, e, libc::S_IFREG, false)?;
             }
             Kind::Symlink if self.privileged || (e.uid, e.gid) == (0, 0) => {
                 sys::symlink_at(OsStr::from_bytes(&e.link), pfd, name)
                     .map_err(|er| ctx(format!("cannot create symlink: {er}")))?;
-                self.meta(pfd, name, e, libc::S_IFLNK, None)?;
+                self.meta(pfd, name, e, libc::S_IFLNK, false)?;
             }
             Kind::Symlink => {
                 // Another owner needs the xattr, which a symlink cannot carry: a plain file
@@ -457,7 +438,7 @@ impl Extractor {
                 File::from(fd)
                     .write_all(&e.link)
                     .map_err(|er| ctx(format!("cannot write symlink stand-in: {er}")))?;
-                self.meta(pfd, name, e, libc::S_IFLNK, Some("symlink".into()))?;
+                self.meta(pfd, name, e, libc::S_IFLNK, true)?;
             }
             Kind::HardLink => {
                 let target = clean_path(&e.link)?
@@ -487,7 +468,7 @@ impl Extractor {
             Kind::Fifo if self.privileged || (e.uid, e.gid) == (0, 0) => {
                 sys::mknod_at(pfd, name, libc::S_IFIFO | 0o600, 0)
                     .map_err(|er| ctx(format!("cannot create fifo: {er}")))?;
-                self.meta(pfd, name, e, libc::S_IFIFO, None)?;
+                self.meta(pfd, name, e, libc::S_IFIFO, false)?;
             }
             Kind::Fifo => {
                 // Another owner needs the xattr, which a fifo cannot carry: a plain file
@@ -499,17 +480,17 @@ impl Extractor {
                     0o600,
                 )
                 .map_err(|er| ctx(format!("cannot create fifo stand-in: {er}")))?;
-                self.meta(pfd, name, e, libc::S_IFIFO, Some("pipe".into()))?;
+                self.meta(pfd, name, e, libc::S_IFIFO, true)?;
             }
             Kind::Char | Kind::Block => {
-                let (ty, tyname) = if e.kind == Kind::Char {
-                    (libc::S_IFCHR, "char")
+                let ty = if e.kind == Kind::Char {
+                    libc::S_IFCHR
                 } else {
-                    (libc::S_IFBLK, "block")
+                    libc::S_IFBLK
                 };
                 let dev = sys::makedev(e.devmajor, e.devminor);
                 if self.privileged && sys::mknod_at(pfd, name, ty | 0o600, dev).is_ok() {
-                    self.meta(pfd, name, e, ty, None)?;
+                    self.meta(pfd, name, e, ty, false)?;
                 } else {
                     if !self.warned_dev {
                         self.warned_dev = true;
@@ -525,8 +506,7 @@ impl Extractor {
                         0o600,
                     )
                     .map_err(|er| ctx(format!("cannot create device stand-in: {er}")))?;
-                    let t = format!("{tyname}-{}-{}", e.devmajor, e.devminor);
-                    self.meta(pfd, name, e, ty, Some(t))?;
+                    self.meta(pfd, name, e, ty, true)?;
                 }
             }
             Kind::Dir => {}
@@ -567,7 +547,7 @@ impl Extractor {
         name: &Path,
         e: &Entry,
         ty: u32,
-        type_suffix: Option<String>,
+        standin: bool,
     ) -> Result<(), String> {
         let ctx = |m: String| format!("{}: {m}", shown(&e.path));
         let uid = u32::try_from(e.uid).map_err(|_| ctx(format!("uid {} out of range", e.uid)))?;
@@ -579,7 +559,7 @@ impl Extractor {
                 sys::chmod_at(dir, name, e.mode)
                     .map_err(|er| ctx(format!("cannot chmod: {er}")))?;
             }
-        } else if type_suffix.is_none() && matches!(ty, libc::S_IFLNK | libc::S_IFIFO) {
+        } else if !standin && matches!(ty, libc::S_IFLNK | libc::S_IFIFO) {
             // A real symlink or fifo (the image's 0:0 only): it cannot carry a user xattr,
             // its owner is the store owner's, which stands for 0:0 (`root-ids`).
             if ty == libc::S_IFIFO {
@@ -597,11 +577,14 @@ impl Extractor {
             self.set_xattrs(dir, name, e);
             // Always written: without it the store owner's own ids would read as 0:0.
             let mode = if ty == libc::S_IFLNK { 0o777 } else { e.mode };
-            let mut v = ownership::format_override(uid, gid, ty | mode);
-            if let Some(t) = type_suffix {
-                v.push(':');
-                v.push_str(&t);
+            let dev = matches!(ty, libc::S_IFCHR | libc::S_IFBLK);
+            let v = owner::Override {
+                uid,
+                gid,
+                mode: ty | mode,
+                rdev: dev.then(|| sys::makedev(e.devmajor, e.devminor)),
             }
+            .value();
             sys::set_xattr_at(dir, name, OsStr::new(OVERRIDE), v.as_bytes(), 0)
                 .map_err(|er| ctx(format!("cannot record owner/mode in {OVERRIDE}: {er}")))?;
         }
@@ -627,20 +610,6 @@ impl Extractor {
         }
         Ok(())
     }
-}
-
-/// Names in a directory (without `.` and `..`).
-pub fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<OsString>, String> {
-    let fd = sys::open_at(dir, Path::new(""), libc::O_RDONLY | libc::O_DIRECTORY, 0)
-        .map_err(|e| format!("cannot open directory: {e}"))?;
-    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-    let mut out = Vec::new();
-    for ent in std::fs::read_dir(&path).map_err(|e| format!("cannot list directory: {e}"))? {
-        let ent = ent.map_err(|e| format!("cannot list directory: {e}"))?;
-        out.push(ent.file_name());
-    }
-    out.sort();
-    Ok(out)
 }
 
 #[cfg(test)]

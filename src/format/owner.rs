@@ -1,9 +1,8 @@
-//! Ownership without root: the `override_stat` xattr (`UID:GID:MODE[:TYPE]`), the ids that
-//! stand for 0:0 in a layer an unprivileged store wrote (`root-ids`), plain files standing in
-//! for symlinks, uid/gid mapping (`uidmapping=`/`gidmapping=`) and squashing. Pure functions
-//! plus small readers.
+//! Ownership without root: the `override_stat` xattr (`UID:GID:MODE[:TYPE]`, one parse and
+//! one format for every file type), the ids that stand for 0:0 in a layer an unprivileged
+//! store wrote (`root-ids`), plain files standing in for symlinks, fifos and devices, and what
+//! an entry presents once all of that is applied. Pure functions plus small readers.
 
-use crate::mount::options::IdRange;
 use crate::sys;
 use dashmap::DashMap;
 use std::ffi::{OsStr, OsString};
@@ -70,9 +69,35 @@ pub fn parse_override(v: &[u8]) -> Option<Override> {
     })
 }
 
-/// Format an override as `UID:GID:MODE` (octal mode with type bits).
-pub fn format_override(uid: u32, gid: u32, mode: u32) -> String {
-    format!("{uid}:{gid}:{mode:o}")
+impl Override {
+    /// An override of owner and mode (with type bits), no device number.
+    pub fn new(uid: u32, gid: u32, mode: u32) -> Override {
+        Override {
+            uid,
+            gid,
+            mode,
+            rdev: None,
+        }
+    }
+
+    /// The xattr value: `UID:GID:MODE` (octal, type bits in) for a directory or regular
+    /// file; for any other type `UID:GID:MODE:TYPE` (`symlink`, `pipe`, `socket`,
+    /// `char-MAJ-MIN`, `block-MAJ-MIN`), as [`parse_override`] reads it. Only regular files
+    /// and directories can carry a user xattr, so an override of another type is always on
+    /// a plain file standing in for it, and its type must be spelled out.
+    pub fn value(&self) -> String {
+        let base = format!("{}:{}:{:o}", self.uid, self.gid, self.mode);
+        let rdev = self.rdev.unwrap_or(0);
+        let (maj, min) = (sys::major(rdev), sys::minor(rdev));
+        match self.mode & libc::S_IFMT {
+            libc::S_IFLNK => format!("{base}:symlink"),
+            libc::S_IFIFO => format!("{base}:pipe"),
+            libc::S_IFSOCK => format!("{base}:socket"),
+            libc::S_IFCHR => format!("{base}:char-{maj}-{min}"),
+            libc::S_IFBLK => format!("{base}:block-{maj}-{min}"),
+            _ => base,
+        }
+    }
 }
 
 /// The override of `rel` under `dir`: one of the xattr forms, else, in a layer that an
@@ -214,66 +239,52 @@ pub fn read_override_fd(fd: BorrowedFd<'_>) -> io::Result<Option<Override>> {
     read_override_xattr(fd, Path::new(""))
 }
 
-/// Id translation between what the filesystem stores (host) and what the mount shows.
-#[derive(Debug, Clone, Default)]
-pub struct IdMapper {
-    pub uid_map: Vec<IdRange>,
-    pub gid_map: Vec<IdRange>,
-    pub squash_uid: Option<u32>,
-    pub squash_gid: Option<u32>,
+/// Owner, mode (with type bits) and device type an entry presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presented {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub rdev: u64,
 }
 
-fn to_container(map: &[IdRange], host: u32) -> u32 {
-    if map.is_empty() {
-        return host;
-    }
-    for r in map {
-        if host >= r.host && host - r.host < r.size {
-            return r.container + (host - r.host);
+/// What an entry presents, by the same rules as the mount's attributes: its override (an
+/// override's type wins on a plain file standing in for another type), else 0:0 when it is
+/// owned by the layer's `root_ids`, else its real stat. A failure to read the override is an
+/// error, never "no override".
+pub fn presented(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    st: &sys::Stat,
+    root_ids: Option<(u32, u32)>,
+) -> io::Result<Presented> {
+    let mut p = Presented {
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mode: st.st_mode,
+        rdev: st.st_rdev,
+    };
+    let real = st.st_mode & libc::S_IFMT;
+    // Only regular files and directories carry user xattrs.
+    let over = if matches!(real, libc::S_IFREG | libc::S_IFDIR) {
+        read_override_xattr(dir, rel)?
+    } else {
+        None
+    };
+    if let Some(o) = over.or_else(|| root_override(st, root_ids)) {
+        p.uid = o.uid;
+        p.gid = o.gid;
+        let ty = if real == libc::S_IFREG && o.mode & libc::S_IFMT != 0 {
+            o.mode & libc::S_IFMT
+        } else {
+            real
+        };
+        p.mode = ty | (o.mode & 0o7777);
+        if let Some(r) = o.rdev {
+            p.rdev = r;
         }
     }
-    65534
-}
-
-fn to_host(map: &[IdRange], cont: u32) -> u32 {
-    if map.is_empty() {
-        return cont;
-    }
-    for r in map {
-        if cont >= r.container && cont - r.container < r.size {
-            return r.host + (cont - r.container);
-        }
-    }
-    65534
-}
-
-impl IdMapper {
-    pub fn is_identity(&self) -> bool {
-        self.uid_map.is_empty()
-            && self.gid_map.is_empty()
-            && self.squash_uid.is_none()
-            && self.squash_gid.is_none()
-    }
-
-    /// Stored ids -> presented ids. As fuse-overlayfs (and so containers-storage) reads
-    /// `uidmapping=C:H:N`: the layers keep the image's (container) ids C+i, the mount shows
-    /// them as host ids H+i, which the container's user namespace maps back to C+i.
-    pub fn present(&self, uid: u32, gid: u32) -> (u32, u32) {
-        (
-            self.squash_uid
-                .unwrap_or_else(|| to_host(&self.uid_map, uid)),
-            self.squash_gid
-                .unwrap_or_else(|| to_host(&self.gid_map, gid)),
-        )
-    }
-
-    /// Presented (caller, host) ids -> ids to store (container ids).
-    pub fn store(&self, uid: u32, gid: u32) -> (u32, u32) {
-        (
-            to_container(&self.uid_map, uid),
-            to_container(&self.gid_map, gid),
-        )
-    }
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -316,42 +327,28 @@ mod tests {
 
     #[test]
     fn format_roundtrip() {
-        let s = format_override(5, 6, libc::S_IFREG | 0o4755);
+        let s = Override::new(5, 6, libc::S_IFREG | 0o4755).value();
         assert_eq!(s, "5:6:104755");
         let o = parse_override(s.as_bytes()).unwrap();
         assert_eq!((o.uid, o.gid, o.mode), (5, 6, libc::S_IFREG | 0o4755));
-    }
-
-    #[test]
-    fn mapping() {
-        let m = IdMapper {
-            uid_map: vec![
-                IdRange {
-                    container: 0,
-                    host: 1000,
-                    size: 1,
-                },
-                IdRange {
-                    container: 1,
-                    host: 100000,
-                    size: 65536,
-                },
-            ],
-            gid_map: vec![],
-            squash_uid: None,
-            squash_gid: None,
-        };
-        assert_eq!(m.present(0, 5), (1000, 5));
-        assert_eq!(m.present(2, 5), (100001, 5));
-        assert_eq!(m.present(65537, 5), (65534, 5));
-        assert_eq!(m.store(1000, 7), (0, 7));
-        assert_eq!(m.store(100001, 7), (2, 7));
-        assert_eq!(m.store(42, 7), (65534, 7));
-        let sq = IdMapper {
-            squash_uid: Some(0),
-            squash_gid: Some(0),
-            ..Default::default()
-        };
-        assert_eq!(sq.present(1234, 99), (0, 0));
+        // Every type a stand-in can be, through one format and one parse.
+        for (mode, rdev) in [
+            (libc::S_IFLNK | 0o777, None),
+            (libc::S_IFIFO | 0o640, None),
+            (libc::S_IFSOCK | 0o755, None),
+            (libc::S_IFCHR | 0o620, Some(sys::makedev(136, 4))),
+            (libc::S_IFBLK | 0o660, Some(sys::makedev(8, 17))),
+            (libc::S_IFDIR | 0o755, None),
+            (libc::S_IFREG | 0o600, None),
+        ] {
+            let want = Override {
+                uid: 7,
+                gid: 8,
+                mode,
+                rdev,
+            };
+            let v = want.value();
+            assert_eq!(parse_override(v.as_bytes()), Some(want), "{v}");
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Whiteout and opaque-directory forms: pure classification of directory entries and
-//! xattr names, plus the few calls that read or write the on-disk markers.
+//! Whiteout, opaque-directory and redirect forms: pure classification of directory entries
+//! and xattr names, and the names of the OCI markers a layer tar carries.
 //!
 //! ```text
 //! upper/ or lower/
@@ -12,10 +12,7 @@
 //! ```
 //! All forms are read; the kernel form is written when mknod/trusted xattrs are permitted.
 
-use crate::sys;
 use std::ffi::OsStr;
-use std::io;
-use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -135,37 +132,21 @@ pub fn wh_name(name: &OsStr) -> std::ffi::OsString {
     std::ffi::OsString::from(OsStr::from_bytes(&v))
 }
 
-/// Does any opaque xattr say `y` on `rel` under `dir`?
-pub fn has_opaque_xattr(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<bool> {
-    for x in OPAQUE_XATTRS {
-        match sys::get_xattr_at(dir, rel, OsStr::new(x)) {
-            Ok(Some(v)) if is_opaque_value(&v) => return Ok(true),
-            Ok(_) => {}
-            // Not permitted to read trusted.* (unprivileged) or xattrs unsupported.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(false)
+/// The OCI whiteout file (`DIR/.wh.NAME`) that deletes `rel` in a layer tar.
+pub fn oci_whiteout_path(rel: &Path) -> std::path::PathBuf {
+    let name = rel.file_name().unwrap_or_default();
+    rel.with_file_name(wh_name(name))
 }
 
-/// The redirect recorded on `rel` (absolute "/a/b" from the layer root, or a bare name
-/// relative to the parent), if any.
-pub fn read_redirect(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Option<Vec<u8>>> {
-    for x in REDIRECT_XATTRS {
-        match sys::get_xattr_at(dir, rel, OsStr::new(x)) {
-            Ok(Some(v)) if !v.is_empty() => return Ok(Some(v)),
-            Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(None)
+/// The OCI marker file (`DIR/.wh..wh..opq`) that makes directory `dir` opaque in a layer tar.
+pub fn oci_opaque_path(dir: &Path) -> std::path::PathBuf {
+    dir.join(OsStr::from_bytes(OPAQUE_MARKER))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys;
 
     #[test]
     fn names() {
