@@ -140,15 +140,7 @@ impl Resolver {
                 }
                 match sys::lstat_at(l.fd(), &dir.join(whiteout::wh_name(name))) {
                     Ok(_) => Ok(Probe::Whiteout),
-                    // A name of more than NAME_MAX - 4 bytes has no `.wh.` form.
-                    Err(e)
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG)
-                        ) =>
-                    {
-                        Ok(Probe::Absent)
-                    }
+                    Err(e) if absent(&e) => Ok(Probe::Absent),
                     Err(e) => Err(e),
                 }
             }
@@ -316,8 +308,16 @@ impl Resolver {
             match sys::lstat_at(l.fd(), &prefix) {
                 Ok(st) if !s_isdir(st.st_mode) => return Ok((true, stop_after)),
                 Ok(_) => stop_after |= self.dir_markers(&(layer, prefix.clone()))?.0,
-                // Not in this layer: the layer has nothing here, the ones below may.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok((false, stop_after)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    // A `.wh.` file deletes the component as a 0:0 device does; otherwise
+                    // the layer has nothing here and the ones below may.
+                    let wh = prefix.with_file_name(whiteout::wh_name(c.as_os_str()));
+                    return match sys::lstat_at(l.fd(), &wh) {
+                        Ok(_) => Ok((true, stop_after)),
+                        Err(e) if absent(&e) => Ok((false, stop_after)),
+                        Err(e) => Err(e),
+                    };
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -432,6 +432,15 @@ impl Resolver {
     }
 }
 
+/// Does this error of a `.wh.NAME` probe mean "no such whiteout"? (A name of more than
+/// NAME_MAX - 4 bytes has no `.wh.` form.)
+fn absent(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG)
+    )
+}
+
 /// A redirect stays inside the layer: an absolute path or a bare name, without `.` or `..`
 /// components. Any other value is ignored (the directory merges as if it had none).
 fn valid_redirect(r: &[u8]) -> bool {
@@ -519,150 +528,4 @@ pub fn open_layers(lowers: &[PathBuf], upper: Option<&Path>) -> Result<Vec<Layer
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-
-    /// A stack of lower dirs only (no upper), built from (layer, path, kind) specs.
-    fn stack(specs: &[&[(&str, &str)]]) -> (tempfile::TempDir, Resolver) {
-        let t = tempfile::tempdir().unwrap();
-        let mut paths = Vec::new();
-        for (i, spec) in specs.iter().enumerate() {
-            let root = t.path().join(format!("l{i}"));
-            fs::create_dir_all(&root).unwrap();
-            for (p, kind) in spec.iter() {
-                let full = root.join(p);
-                if let Some(parent) = full.parent() {
-                    fs::create_dir_all(parent).unwrap();
-                }
-                match *kind {
-                    "dir" => fs::create_dir_all(&full).unwrap(),
-                    "opaque" => {
-                        fs::create_dir_all(&full).unwrap();
-                        fs::write(full.join(".wh..wh..opq"), "").unwrap();
-                    }
-                    k if k.starts_with("redirect:") => {
-                        fs::create_dir_all(&full).unwrap();
-                        let v = &k["redirect:".len()..];
-                        // user.* xattrs work for root and for the owner alike.
-                        sys::set_xattr_at(
-                            sys::open_dir(&root).unwrap().as_fd(),
-                            Path::new(p),
-                            OsStr::new("user.overlay.redirect"),
-                            v.as_bytes(),
-                            0,
-                        )
-                        .unwrap();
-                    }
-                    "wh" => {
-                        let name = full.file_name().unwrap().to_os_string();
-                        fs::write(full.with_file_name(whiteout::wh_name(&name)), "").unwrap();
-                    }
-                    content => fs::write(&full, content).unwrap(),
-                }
-            }
-            paths.push(root);
-        }
-        let s = Resolver::new(open_layers(&paths, None).unwrap(), 0);
-        (t, s)
-    }
-
-    fn root_dirs(s: &Resolver) -> Vec<Loc> {
-        (0..s.layers.len()).map(|i| (i, PathBuf::new())).collect()
-    }
-
-    fn names(s: &Resolver, dirs: &[Loc]) -> Vec<String> {
-        let mut v: Vec<String> = s
-            .list(dirs)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.0.to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn top_layer_wins_and_dirs_merge() {
-        let (_t, s) = stack(&[
-            &[("a", "top"), ("d/x", "1")],
-            &[("a", "bottom"), ("d/y", "2")],
-        ]);
-        let f = s.resolve(&root_dirs(&s), OsStr::new("a")).unwrap().unwrap();
-        assert_eq!(f.top.0, 0);
-        let d = s.resolve(&root_dirs(&s), OsStr::new("d")).unwrap().unwrap();
-        assert_eq!(d.lower_dirs.len(), 1);
-        let mut dirs = vec![d.top.clone()];
-        dirs.extend(d.lower_dirs.clone());
-        assert_eq!(names(&s, &dirs), ["x", "y"]);
-    }
-
-    #[test]
-    fn wh_file_hides_lower_and_is_not_listed() {
-        let (_t, s) = stack(&[
-            &[("gone", "wh"), ("keep", "k")],
-            &[("gone", "g"), ("other", "o")],
-        ]);
-        assert!(
-            s.resolve(&root_dirs(&s), OsStr::new("gone"))
-                .unwrap()
-                .is_none()
-        );
-        assert_eq!(names(&s, &root_dirs(&s)), ["keep", "other"]);
-    }
-
-    #[test]
-    fn opaque_dir_stops_the_merge() {
-        let (_t, s) = stack(&[&[("d", "opaque"), ("d/new", "n")], &[("d/old", "o")]]);
-        let d = s.resolve(&root_dirs(&s), OsStr::new("d")).unwrap().unwrap();
-        assert!(d.lower_dirs.is_empty());
-        assert_eq!(names(&s, std::slice::from_ref(&d.top)), ["new"]);
-    }
-
-    #[test]
-    fn non_dir_above_dir_hides_it() {
-        let (_t, s) = stack(&[&[("d", "file now")], &[("d/x", "1")]]);
-        let f = s.resolve(&root_dirs(&s), OsStr::new("d")).unwrap().unwrap();
-        assert!(!s_isdir(f.stat.st_mode));
-        assert!(f.lower_dirs.is_empty());
-    }
-
-    #[test]
-    fn absolute_redirect_stops_below_an_opaque_ancestor() {
-        // reduced from randomized seed 480306020: `old` is opaque in the middle layer, so
-        // the redirect to /old/dir finds the middle layer's old/dir and nothing below it.
-        let (_t, s) = stack(&[
-            &[("new/place", "redirect:/old/dir")],
-            &[("old", "opaque"), ("old/dir/x", "1")],
-            &[("old/dir/y", "2")],
-        ]);
-        let new = s
-            .resolve(&root_dirs(&s), OsStr::new("new"))
-            .unwrap()
-            .unwrap();
-        let mut pd = vec![new.top.clone()];
-        pd.extend(new.lower_dirs.clone());
-        let place = s.resolve(&pd, OsStr::new("place")).unwrap().unwrap();
-        assert_eq!(place.lower_dirs, vec![(1, PathBuf::from("old/dir"))]);
-    }
-
-    #[test]
-    fn absolute_redirect_finds_moved_contents() {
-        let (_t, s) = stack(&[&[("new/place", "redirect:/old/dir")], &[("old/dir/x", "1")]]);
-        let new = s
-            .resolve(&root_dirs(&s), OsStr::new("new"))
-            .unwrap()
-            .unwrap();
-        let mut pd = vec![new.top.clone()];
-        pd.extend(new.lower_dirs.clone());
-        let place = s.resolve(&pd, OsStr::new("place")).unwrap().unwrap();
-        assert_eq!(place.lower_dirs, vec![(1, PathBuf::from("old/dir"))]);
-    }
-
-    #[test]
-    fn relative_redirect_renames_within_parent() {
-        let (_t, s) = stack(&[&[("b", "redirect:a")], &[("a/x", "1")]]);
-        let b = s.resolve(&root_dirs(&s), OsStr::new("b")).unwrap().unwrap();
-        assert_eq!(b.lower_dirs, vec![(1, PathBuf::from("a"))]);
-    }
-}
+mod tests;
