@@ -18,28 +18,23 @@ pub struct IdMapper {
     pub squash_gid: Option<u32>,
 }
 
-fn to_container(map: &[IdRange], host: u32) -> u32 {
+/// Map `id` through the ranges, from one side (`from`) to the other (`to`); unmapped ids
+/// become the overflow id 65534; no ranges is the identity.
+fn map_id(map: &[IdRange], id: u32, from: fn(&IdRange) -> u32, to: fn(&IdRange) -> u32) -> u32 {
     if map.is_empty() {
-        return host;
+        return id;
     }
-    for r in map {
-        if host >= r.host && host - r.host < r.size {
-            return r.container + (host - r.host);
-        }
-    }
-    65534
+    map.iter()
+        .find(|r| id >= from(r) && id - from(r) < r.size)
+        .map_or(65534, |r| to(r) + (id - from(r)))
+}
+
+fn to_container(map: &[IdRange], host: u32) -> u32 {
+    map_id(map, host, |r| r.host, |r| r.container)
 }
 
 fn to_host(map: &[IdRange], cont: u32) -> u32 {
-    if map.is_empty() {
-        return cont;
-    }
-    for r in map {
-        if cont >= r.container && cont - r.container < r.size {
-            return r.host + (cont - r.container);
-        }
-    }
-    65534
+    map_id(map, cont, |r| r.container, |r| r.host)
 }
 
 impl IdMapper {
