@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// `struct vfs_cap_data` revision 2 for `cap_net_raw+ep`: magic_etc = revision 2 with the
 /// effective flag, permitted[0] = 1 << CAP_NET_RAW (13), everything else 0 (little endian).
@@ -364,41 +364,6 @@ fn capabilities_survive_load_mount_save_commit() {
         );
     }
     assert_eq!((h["bin/suid"].mode, h["bin/suid"].uid), (0o4755, 1000));
-}
-
-/// Runs layerfs as the unprivileged test user (setpriv, supplementary groups reset).
-fn as_user(st: &St, args: &[&str]) -> Out {
-    let (uid, gid) = crate::common::test_user();
-    let o = Command::new("setpriv")
-        .args([
-            format!("--reuid={uid}"),
-            format!("--regid={gid}"),
-            "--init-groups".to_string(),
-        ])
-        .arg(BIN)
-        .arg("--root")
-        .arg(&st.root)
-        .args(args)
-        .env_remove("LAYERFS_ROOT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run setpriv");
-    out(o)
-}
-
-fn user_ok(st: &St, args: &[&str]) -> String {
-    let o = as_user(st, args);
-    assert_eq!(o.code, 0, "layerfs {args:?} as the test user: {}", o.stderr);
-    o.stdout
-}
-
-/// A directory the test user owns.
-fn user_dir(st: &St, name: &str) -> PathBuf {
-    let (uid, gid) = crate::common::test_user();
-    let p = st.path(name);
-    std::fs::create_dir(&p).expect("mkdir");
-    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).expect("chown");
-    p
 }
 
 /// Every kind of entry an unprivileged user cannot create as the image has it. `srv/` is

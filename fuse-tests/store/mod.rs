@@ -11,6 +11,7 @@ mod dockertar;
 mod fidelity;
 mod fixtures;
 mod interop;
+mod roundtrip;
 mod safety;
 mod unprivileged;
 mod util;

@@ -277,3 +277,38 @@ pub fn fixtures_dir() -> Option<PathBuf> {
         None
     }
 }
+
+/// Runs layerfs as the unprivileged test user (setpriv, supplementary groups reset).
+pub fn as_user(st: &St, args: &[&str]) -> Out {
+    let (uid, gid) = crate::common::test_user();
+    let o = Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--init-groups".to_string(),
+        ])
+        .arg(BIN)
+        .arg("--root")
+        .arg(&st.root)
+        .args(args)
+        .env_remove("LAYERFS_ROOT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setpriv");
+    out(o)
+}
+
+pub fn user_ok(st: &St, args: &[&str]) -> String {
+    let o = as_user(st, args);
+    assert_eq!(o.code, 0, "layerfs {args:?} as the test user: {}", o.stderr);
+    o.stdout
+}
+
+/// A directory the test user owns.
+pub fn user_dir(st: &St, name: &str) -> PathBuf {
+    let (uid, gid) = crate::common::test_user();
+    let p = st.path(name);
+    std::fs::create_dir(&p).expect("mkdir");
+    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).expect("chown");
+    p
+}
