@@ -88,6 +88,9 @@ fn expected_diff() -> Vec<&'static str> {
         "A /newfile",
         "C /opt",
         "A /opt/fresh",
+        // `rm -rf opt; mkdir opt`: what the image had in it is gone (as a plain tree
+        // comparison, docker's naive diff, reports it).
+        "D /opt/new",
     ]
 }
 

@@ -184,12 +184,14 @@ impl Stack {
     }
 
     /// `container diff` of this stack (top = the container's upper) against `lower` (the
-    /// image alone): A/C/D per path, sorted. A deleted path is D (from its whiteout); a
-    /// renamed directory is A with everything under it, its old path D (the whiteout the
-    /// rename left there).
+    /// image alone): A/C/D per path, sorted. Every path of the image the container no
+    /// longer shows is D at its topmost such ancestor; a renamed directory is A with
+    /// everything under it (its old path is D by the rule before).
     pub fn diff(&self, lower: &Stack) -> Result<Vec<Change>> {
         let mut out = Vec::new();
-        self.diff_dir(lower, Path::new(""), &mut out)?;
+        let root = Path::new("");
+        self.hidden_children(lower, Some(&lower.root()?), root, &mut out)?;
+        self.diff_dir(lower, root, &mut out)?;
         out.sort();
         out.dedup();
         Ok(out)
@@ -198,27 +200,49 @@ impl Stack {
     fn diff_dir(&self, lower: &Stack, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
         for r in self.top_records(rel)? {
             let (name, st) = match r {
-                Recorded::Deleted(n) => {
-                    // A whiteout over nothing (the name was new in this container) hides
-                    // nothing and is no change.
-                    if lower.lookup(&rel.join(&n))?.is_some() {
-                        out.push(change(&rel.join(n), 'D'));
-                    }
-                    continue;
-                }
+                // Its D comes from the directory's hidden children.
+                Recorded::Deleted(_) => continue,
                 Recorded::Entry(n, st) => (n, st),
             };
             let p = rel.join(&name);
-            let in_lower = lower.lookup(&p)?.is_some();
+            let below = lower.lookup(&p)?;
+            // What the image had in a directory here and the container no longer shows:
+            // whited out, or hidden without a whiteout per name (an opaque or renamed dir,
+            // a dir inside one, a non-directory put in its place).
+            self.hidden_children(lower, below.as_ref(), &p, out)?;
             if is_dir(&st) && self.top_markers(&p)?.1 {
                 // Renamed here: everything under it is new at this path.
                 out.push(change(&p, 'A'));
                 self.added_subtree(&self.must_lookup(&p)?, out)?;
                 continue;
             }
-            out.push(change(&p, if in_lower { 'C' } else { 'A' }));
+            out.push(change(&p, if below.is_some() { 'C' } else { 'A' }));
             if is_dir(&st) {
                 self.diff_dir(lower, &p, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// D for every child the image's directory `below` (at `rel`) had that this stack's
+    /// `rel` no longer shows.
+    fn hidden_children(
+        &self,
+        lower: &Stack,
+        below: Option<&Node>,
+        rel: &Path,
+        out: &mut Vec<Change>,
+    ) -> Result<()> {
+        let Some(below) = below.filter(|b| is_dir(&b.st)) else {
+            return Ok(());
+        };
+        let here = self.must_lookup(rel)?;
+        for c in lower.children(below)? {
+            if self
+                .child(&here, c.rel.file_name().unwrap_or_default())?
+                .is_none()
+            {
+                out.push(change(&c.rel, 'D'));
             }
         }
         Ok(())
