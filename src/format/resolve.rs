@@ -72,6 +72,20 @@ pub fn s_isdir(mode: u32) -> bool {
     mode & libc::S_IFMT == libc::S_IFDIR
 }
 
+/// Where a lookup's walk down the layers is.
+struct Walk<'a> {
+    /// The merged parent's contributing dirs, top first, and the next one to look in.
+    parent_dirs: &'a [Loc],
+    idx: usize,
+    /// The name looked up there (a relative redirect changes it).
+    cur_name: OsString,
+    /// After an absolute redirect: the path the layers from `next_layer` on are searched at.
+    abs: Option<PathBuf>,
+    next_layer: usize,
+    /// An opaque directory on an absolute redirect's way: the current layer is the last.
+    stop_after: bool,
+}
+
 /// Result of checking one name in one layer directory.
 enum Probe {
     Absent,
@@ -199,99 +213,106 @@ impl Resolver {
     /// (top-first). Returns `None` when absent or whited out.
     pub fn resolve(&self, parent_dirs: &[Loc], name: &OsStr) -> io::Result<Option<Found>> {
         let mut found: Option<Found> = None;
-        let mut cur_name: OsString = name.to_os_string();
-        // After an absolute redirect, the layers below are searched at this path.
-        let mut abs: Option<PathBuf> = None;
-        let mut next_layer = 0;
-        let mut idx = 0;
-        // An opaque directory on an absolute redirect's way: this layer is the last.
-        let mut stop_after = false;
-        loop {
-            let (layer, dir, leaf) = if let Some(p) = &abs {
-                if next_layer >= self.layers.len() {
-                    break;
-                }
-                let l = next_layer;
-                next_layer += 1;
-                let leaf = match p.file_name() {
-                    Some(n) => n.to_os_string(),
-                    None => break,
-                };
-                let dir = p.parent().unwrap_or(Path::new("")).to_path_buf();
-                let (blocked, stop) = self.redirect_ancestors(l, &dir)?;
-                if blocked {
-                    break;
-                }
-                stop_after = stop;
-                (l, dir, leaf)
-            } else {
-                if idx >= parent_dirs.len() {
-                    break;
-                }
-                let (l, d) = parent_dirs[idx].clone();
-                idx += 1;
-                if let Some(f) = &found
-                    && l <= f.lower_dirs.last().map(|x| x.0).unwrap_or(f.top.0)
-                {
-                    continue;
-                }
-                (l, d, cur_name.clone())
-            };
+        let mut walk = Walk {
+            parent_dirs,
+            idx: 0,
+            cur_name: name.to_os_string(),
+            abs: None,
+            next_layer: 0,
+            stop_after: false,
+        };
+        while let Some((layer, dir, leaf)) = self.next_place(&mut walk, found.as_ref())? {
             match self.probe(layer, &dir, &leaf)? {
-                Probe::Absent if stop_after => break,
+                Probe::Absent if walk.stop_after => break,
                 Probe::Absent => continue,
                 Probe::Whiteout | Probe::Blocked => break,
                 Probe::Entry(st) => {
-                    let path = dir.join(&leaf);
-                    let is_dir = s_isdir(st.st_mode);
-                    match &mut found {
-                        None => {
-                            found = Some(Found {
-                                top: (layer, path.clone()),
-                                stat: st,
-                                lower_dirs: Vec::new(),
-                                opaque: false,
-                            });
-                            if !is_dir {
-                                break;
-                            }
-                        }
-                        Some(f) => {
-                            if !is_dir {
-                                // A non-directory below a directory is hidden, and ends
-                                // the merge.
-                                break;
-                            }
-                            f.lower_dirs.push((layer, path.clone()));
-                        }
-                    }
-                    if layer + 1 >= self.layers.len() {
-                        break;
-                    }
-                    let (opaque, redirect) = self.dir_markers(&(layer, path))?;
-                    if opaque {
-                        if let Some(f) = found.as_mut()
-                            && f.top.0 == layer
-                        {
-                            f.opaque = true;
-                        }
-                        break;
-                    }
-                    if let Some(r) = redirect.filter(|r| valid_redirect(r)) {
-                        if let Some(a) = r.strip_prefix(b"/") {
-                            abs = Some(PathBuf::from(OsStr::from_bytes(a)));
-                            next_layer = layer + 1;
-                        } else if !r.contains(&b'/') {
-                            cur_name = OsStr::from_bytes(&r).to_os_string();
-                        }
-                    }
-                    if stop_after {
+                    let more =
+                        self.take_entry(&mut walk, &mut found, (layer, dir.join(&leaf)), st)?;
+                    if !more {
                         break;
                     }
                 }
             }
         }
         Ok(found)
+    }
+
+    /// The next (layer, dir, name) to probe: the parent's next contributing dir (below what
+    /// was found), or, after an absolute redirect, the next layer at the recorded path.
+    /// `None` when the walk is over.
+    fn next_place(
+        &self,
+        w: &mut Walk<'_>,
+        found: Option<&Found>,
+    ) -> io::Result<Option<(usize, PathBuf, OsString)>> {
+        if let Some(p) = &w.abs {
+            let (Some(leaf), true) = (p.file_name(), w.next_layer < self.layers.len()) else {
+                return Ok(None);
+            };
+            let l = w.next_layer;
+            w.next_layer += 1;
+            let dir = p.parent().unwrap_or(Path::new("")).to_path_buf();
+            let (blocked, stop) = self.redirect_ancestors(l, &dir)?;
+            w.stop_after = stop;
+            return Ok((!blocked).then(|| (l, dir, leaf.to_os_string())));
+        }
+        // The lowest layer already merged: a parent dir at or above it has nothing new.
+        let done = found.map(|f| f.lower_dirs.last().map_or(f.top.0, |x| x.0));
+        while let Some((l, d)) = w.parent_dirs.get(w.idx).cloned() {
+            w.idx += 1;
+            if done.is_none_or(|done| l > done) {
+                return Ok(Some((l, d, w.cur_name.clone())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Record an entry found at `loc`; say whether the layers below may still add to it (a
+    /// directory that is neither opaque nor the bottom), following its redirect if any.
+    fn take_entry(
+        &self,
+        w: &mut Walk<'_>,
+        found: &mut Option<Found>,
+        loc: Loc,
+        st: sys::Stat,
+    ) -> io::Result<bool> {
+        let is_dir = s_isdir(st.st_mode);
+        let layer = loc.0;
+        match found {
+            None => {
+                *found = Some(Found {
+                    top: loc.clone(),
+                    stat: st,
+                    lower_dirs: Vec::new(),
+                    opaque: false,
+                });
+            }
+            // A non-directory below a directory is hidden, and ends the merge.
+            Some(_) if !is_dir => return Ok(false),
+            Some(f) => f.lower_dirs.push(loc.clone()),
+        }
+        if !is_dir || layer + 1 >= self.layers.len() {
+            return Ok(false);
+        }
+        let (opaque, redirect) = self.dir_markers(&loc)?;
+        if opaque {
+            if let Some(f) = found.as_mut()
+                && f.top.0 == layer
+            {
+                f.opaque = true;
+            }
+            return Ok(false);
+        }
+        if let Some(r) = redirect.filter(|r| valid_redirect(r)) {
+            if let Some(a) = r.strip_prefix(b"/") {
+                w.abs = Some(PathBuf::from(OsStr::from_bytes(a)));
+                w.next_layer = layer + 1;
+            } else {
+                w.cur_name = OsStr::from_bytes(&r).to_os_string();
+            }
+        }
+        Ok(!w.stop_after)
     }
 
     /// Kernel overlayfs follows an absolute redirect one component at a time in each

@@ -4,11 +4,48 @@
 
 use super::error::{Error, Result, ResultExt};
 use super::merged::{Node, Stack, is_dir};
-use crate::format::{owner, whiteout};
+use crate::format::owner::{self, Presented};
+use crate::format::whiteout;
 use crate::sys::{self, Stat};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
+
+/// Where an entry is read from: its layer's root fd, its path there, and that path in full
+/// (for messages).
+struct Source<'a> {
+    dir: BorrowedFd<'a>,
+    src: &'a Path,
+    at: &'a Path,
+}
+
+/// The entry's xattrs as PAX records (overlay-private ones never leave the store; a
+/// symlink has none).
+fn xattr_records(from: &Source<'_>, st: &Stat) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut pax = Vec::new();
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Ok(pax);
+    }
+    let names = match sys::list_xattr_at(from.dir, from.src) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Vec::new(),
+        Err(e) => return Err(Error::io("listing the xattrs of", from.at, e)),
+    };
+    for n in names {
+        if whiteout::is_private_xattr(&n) {
+            continue;
+        }
+        match sys::get_xattr_at(from.dir, from.src, &n) {
+            Ok(Some(v)) => pax.push((format!("SCHILY.xattr.{}", n.to_string_lossy()), v)),
+            Ok(None) => {}
+            // trusted.* of other tools, unreadable without root: not the image's.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            Err(e) => return Err(Error::io("reading the xattrs of", from.at, e)),
+        }
+    }
+    Ok(pax)
+}
 
 /// Writes layer / export tars from layer dirs.
 pub struct TarOut<W: Write> {
@@ -70,49 +107,30 @@ impl<W: Write> TarOut<W> {
         st: &Stat,
         rel: &Path,
     ) -> Result<()> {
-        if !self.written.insert(rel.to_path_buf()) {
+        let pr = stack.presented_at(li, src, st)?;
+        // Sockets are not archived (docker and tar leave them out too).
+        if pr.mode & libc::S_IFMT == libc::S_IFSOCK || !self.written.insert(rel.to_path_buf()) {
             return Ok(());
         }
-        let dir = stack.res.layers[li].fd();
-        let at = || stack.paths[li].join(src);
-        let pr = stack.presented_at(li, src, st)?;
-        let ty = pr.mode & libc::S_IFMT;
+        let at = stack.paths[li].join(src);
+        let from = Source {
+            dir: stack.res.layers[li].fd(),
+            src,
+            at: &at,
+        };
         let mut h = tar::Header::new_gnu();
         h.set_uid(pr.uid as u64);
         h.set_gid(pr.gid as u64);
         h.set_mode(pr.mode & 0o7777);
         h.set_mtime(st.st_mtime.max(0) as u64);
         h.set_size(0);
-        // xattrs as PAX records (private overlay ones never leave the store).
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-            let names = match sys::list_xattr_at(dir, src) {
-                Ok(n) => n,
-                Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Vec::new(),
-                Err(e) => return Err(Error::io("listing the xattrs of", at(), e)),
-            };
-            for n in names {
-                if whiteout::is_private_xattr(&n) {
-                    continue;
-                }
-                match sys::get_xattr_at(dir, src, &n) {
-                    Ok(Some(v)) => {
-                        pax.push((format!("SCHILY.xattr.{}", n.to_string_lossy()), v));
-                    }
-                    Ok(None) => {}
-                    // trusted.* of other tools, unreadable without root: not the image's.
-                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
-                    Err(e) => return Err(Error::io("reading the xattrs of", at(), e)),
-                }
-            }
-        }
+        let pax = xattr_records(&from, st)?;
         if !pax.is_empty() {
             self.b
                 .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
                 .map_err(|e| Self::err(rel, e))?;
         }
-        let real_ty = st.st_mode & libc::S_IFMT;
-        if real_ty != libc::S_IFDIR && st.st_nlink > 1 {
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR && st.st_nlink > 1 {
             let key = (li, st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key).cloned() {
                 h.set_entry_type(tar::EntryType::Link);
@@ -123,63 +141,65 @@ impl<W: Write> TarOut<W> {
             }
             self.links.insert(key, rel.to_path_buf());
         }
-        match (real_ty, ty) {
+        self.body(h, &from, st, &pr, rel)
+    }
+
+    /// The entry's type and what goes with it: data, a link target, a device number.
+    fn body(
+        &mut self,
+        mut h: tar::Header,
+        from: &Source<'_>,
+        st: &Stat,
+        pr: &Presented,
+        rel: &Path,
+    ) -> Result<()> {
+        let (dir, src, at) = (from.dir, from.src, from.at);
+        let r = match (st.st_mode & libc::S_IFMT, pr.mode & libc::S_IFMT) {
             (libc::S_IFDIR, _) => {
                 h.set_entry_type(tar::EntryType::Directory);
                 let mut p = rel.as_os_str().to_os_string();
                 p.push("/");
-                self.b
-                    .append_data(&mut h, &p, std::io::empty())
-                    .map_err(|e| Self::err(rel, e))
+                self.b.append_data(&mut h, &p, std::io::empty())
             }
             (libc::S_IFLNK, _) => {
                 h.set_entry_type(tar::EntryType::Symlink);
-                let t = sys::readlink_at(dir, src).io("reading the symlink", at())?;
-                self.b
-                    .append_link(&mut h, rel, Path::new(&t))
-                    .map_err(|e| Self::err(rel, e))
+                let t = sys::readlink_at(dir, src).io("reading the symlink", at)?;
+                self.b.append_link(&mut h, rel, Path::new(&t))
             }
             (libc::S_IFREG, libc::S_IFREG) => {
                 h.set_entry_type(tar::EntryType::Regular);
                 let fd = sys::open_at(dir, src, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
-                    .io("reading", at())?;
+                    .io("reading", at)?;
                 let f = std::fs::File::from(fd);
-                let len = f.metadata().io("reading", at())?.len();
+                let len = f.metadata().io("reading", at)?.len();
                 h.set_size(len);
-                self.b
-                    .append_data(&mut h, rel, f.take(len))
-                    .map_err(|e| Self::err(rel, e))
+                self.b.append_data(&mut h, rel, f.take(len))
             }
             (libc::S_IFREG, libc::S_IFLNK) => {
                 // A plain file standing in for a symlink: it holds the target.
                 h.set_entry_type(tar::EntryType::Symlink);
                 let t = owner::read_standin_link(dir, src)
-                    .io("reading the symlink stand-in", at())?
+                    .io("reading the symlink stand-in", at)?
                     .ok_or_else(|| {
-                        Error::invalid(format!("{}: symlink stand-in changed", at().display()))
+                        Error::invalid(format!("{}: symlink stand-in changed", at.display()))
                     })?;
-                self.b
-                    .append_link(&mut h, rel, Path::new(&t))
-                    .map_err(|e| Self::err(rel, e))
+                self.b.append_link(&mut h, rel, Path::new(&t))
             }
             (_, t) => {
-                let et = match t {
+                h.set_entry_type(match t {
                     libc::S_IFCHR => tar::EntryType::Char,
                     libc::S_IFBLK => tar::EntryType::Block,
-                    libc::S_IFIFO => tar::EntryType::Fifo,
-                    _ => return Ok(()), // sockets are not archived
-                };
-                h.set_entry_type(et);
+                    _ => tar::EntryType::Fifo,
+                });
                 if matches!(t, libc::S_IFCHR | libc::S_IFBLK) {
                     h.set_device_major(sys::major(pr.rdev))
                         .and_then(|()| h.set_device_minor(sys::minor(pr.rdev)))
                         .map_err(|e| Self::err(rel, e))?;
                 }
-                self.b
-                    .append_data(&mut h, rel, std::io::empty())
-                    .map_err(|e| Self::err(rel, e))
+                self.b.append_data(&mut h, rel, std::io::empty())
             }
-        }
+        };
+        r.map_err(|e| Self::err(rel, e))
     }
 
     /// A whole merged subtree below `node` (not the node itself).
