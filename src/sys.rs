@@ -8,7 +8,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
@@ -622,20 +622,6 @@ pub fn fget_xattr(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Vec<u8>
     })
 }
 
-pub fn fset_xattr(fd: BorrowedFd<'_>, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
-    let n = cstr(name)?;
-    check(unsafe {
-        libc::fsetxattr(
-            fd.as_raw_fd(),
-            n.as_ptr(),
-            value.as_ptr() as *const libc::c_void,
-            value.len(),
-            flags,
-        )
-    })?;
-    Ok(())
-}
-
 /// Clone `src` into `dst` with FICLONE (whole file, shares extents).
 pub fn ficlone(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> io::Result<()> {
     const FICLONE: libc::c_ulong = 0x4004_9409;
@@ -793,14 +779,6 @@ pub fn major(dev: u64) -> u32 {
 
 pub fn minor(dev: u64) -> u32 {
     libc::minor(dev)
-}
-
-/// Borrow a raw fd for the duration of a call.
-///
-/// # Safety
-/// `fd` must be open for the lifetime of the returned borrow.
-pub unsafe fn borrow(fd: RawFd) -> BorrowedFd<'static> {
-    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// Remove `rel` under `dir` and everything below it; symlinks are removed, never followed;

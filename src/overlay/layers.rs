@@ -29,15 +29,6 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// The upper layer, if any.
-    pub fn upper(&self) -> Option<&Layer> {
-        if self.has_upper {
-            self.res.layers.first()
-        } else {
-            None
-        }
-    }
-
     /// Index of the first lower layer.
     pub fn first_lower(&self) -> usize {
         usize::from(self.has_upper)

@@ -24,7 +24,7 @@ use crate::format::resolve::Loc;
 use crate::format::{owner, whiteout};
 use crate::sys;
 use dashmap::DashMap;
-use layers::{Stack, WriteForms};
+use layers::Stack;
 use nodes::{Node, NodeState, NodeTable, ROOT_INO};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -185,10 +185,6 @@ pub struct OverlayFs {
     pending_inval: pending::PerRequest<u64>,
 }
 
-fn stat_time(s: i64, ns: i64) -> (i64, i64) {
-    (s, ns)
-}
-
 impl OverlayFs {
     pub(crate) fn node(&self, ino: u64) -> Res<Arc<Node>> {
         self.nodes.get(ino).ok_or(libc::ESTALE)
@@ -316,9 +312,9 @@ impl OverlayFs {
             size: st.st_size as u64,
             blocks: st.st_blocks as u64,
             blksize: st.st_blksize as u32,
-            atime: stat_time(st.st_atime, st.st_atime_nsec),
-            mtime: stat_time(st.st_mtime, st.st_mtime_nsec),
-            ctime: stat_time(st.st_ctime, st.st_ctime_nsec),
+            atime: (st.st_atime, st.st_atime_nsec),
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
             shared_lower: false,
         }
     }
@@ -643,18 +639,5 @@ impl OverlayFs {
     /// Does the node show its upper copy now?
     pub fn is_upper(&self, ino: u64) -> bool {
         self.nodes.get(ino).is_some_and(|n| n.with(|s| s.upper))
-    }
-
-    /// Live nodes (for tests and memory checks).
-    pub fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_privileged(&self) -> bool {
-        self.privileged
-    }
-
-    pub fn forms(&self) -> WriteForms {
-        self.stack.forms
     }
 }

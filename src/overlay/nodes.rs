@@ -120,14 +120,6 @@ impl NodeTable {
         self.nodes.get(&ino).map(|n| Arc::clone(&n))
     }
 
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     /// The derived inode number of a real file in filesystem `fs_index`.
     pub fn derive(fs_index: u64, real_ino: u64) -> u64 {
         ((fs_index + 1) << 48) | (real_ino & INO_MASK)
@@ -413,18 +405,6 @@ impl NodeTable {
         });
         for (p, n) in others {
             self.names.remove_if(&(p, n), |_, v| *v == ino);
-        }
-    }
-
-    /// Record a new name for a node (link, create).
-    pub fn add_alias(&self, ino: u64, parent: u64, name: &OsString) {
-        if let Some(node) = self.get(ino) {
-            node.update(|s| {
-                if !s.aliases.iter().any(|(p, n)| *p == parent && n == name) {
-                    s.aliases.push((parent, name.clone()));
-                }
-            });
-            self.names.insert((parent, name.clone()), ino);
         }
     }
 }
