@@ -7,7 +7,7 @@
 //! leaves at most a temp file in the workdir, which the next mount removes.
 
 use super::nodes::Node;
-use super::{OverlayFs, Res, eno};
+use super::{Errno, IoOp, OverlayFs, Res};
 use crate::format::{owner, whiteout};
 use crate::sys;
 use std::ffi::OsStr;
@@ -140,18 +140,18 @@ impl OverlayFs {
             return Ok(());
         }
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
-        let _g = node.copy_lock.lock().map_err(|_| libc::EIO)?;
+        let _g = node.copy_lock.lock().map_err(|_| Errno::EIO)?;
         let st = node.snap();
         if st.upper {
             return Ok(());
         }
-        let (parent, _) = st.aliases.first().cloned().ok_or(libc::ENOENT)?;
+        let (parent, _) = st.aliases.first().cloned().ok_or(Errno::ENOENT)?;
         let pnode = self.node(parent)?;
         self.copy_up(&pnode)?;
         let path = self.nodes.path_of(node.ino)?;
-        let src = st.lowers.first().cloned().ok_or(libc::EIO)?;
+        let src = st.lowers.first().cloned().ok_or(Errno::EIO)?;
         self.copy_one(node, &src, &path, no_data)
     }
 
@@ -162,13 +162,14 @@ impl OverlayFs {
     pub fn copy_up_as_new_inode(&self, ino: u64) -> Res<()> {
         let node = self.node(ino)?;
         if node.snap().lowers.is_empty() {
-            return Err(libc::EIO); // never was a lower file: nothing to keep it on
+            return Err(Errno::EIO); // never was a lower file: nothing to keep it on
         }
         self.copy_up(&node)?;
-        let _g = node.copy_lock.lock().map_err(|_| libc::EIO)?;
+        let _g = node.copy_lock.lock().map_err(|_| Errno::EIO)?;
         let upper_backing = node.snap().backing;
-        let lower = node.snap().lowers.first().cloned().ok_or(libc::EIO)?;
-        let lst = sys::lstat_at(self.stack.layers()[lower.0].fd(), &lower.1).map_err(eno)?;
+        let lower = node.snap().lowers.first().cloned().ok_or(Errno::EIO)?;
+        let lst = sys::lstat_at(self.stack.layers()[lower.0].fd(), &lower.1)
+            .op("stat lower file", &lower.1)?;
         self.nodes.unmap_backing(upper_backing);
         self.nodes.drop_all_aliases(ino);
         node.update(|s| {
@@ -188,7 +189,7 @@ impl OverlayFs {
         let work = self.work()?;
         let upper = self.stack.layers()[0].fd();
         let sl = &self.stack.layers()[src.0];
-        let sst = sys::lstat_at(sl.fd(), &src.1).map_err(eno)?;
+        let sst = sys::lstat_at(sl.fd(), &src.1).op("copy-up: stat", &src.1)?;
         let tmp = self.tmp_name();
         let kind = sst.st_mode & libc::S_IFMT;
         let result = (|| -> io::Result<()> {
@@ -252,9 +253,9 @@ impl OverlayFs {
         if let Err(e) = result {
             let _ = sys::remove_tree_at(work, &tmp);
             log::warn!("copy-up of {} failed: {e}", path.display());
-            return Err(eno(e));
+            return Err(e.into());
         }
-        let ust = sys::lstat_at(upper, path).map_err(eno)?;
+        let ust = sys::lstat_at(upper, path).op("copy-up: stat the copy", path)?;
         let backing = (ust.st_dev, ust.st_ino);
         self.nodes.map_backing(backing, node.ino);
         node.update(|s| {

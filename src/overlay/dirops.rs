@@ -2,7 +2,7 @@
 //! the whiteouts, opaque markers and redirects that keep lower entries hidden or found.
 
 use super::nodes::Node;
-use super::{Attr, Ctx, OverlayFs, Res, eno};
+use super::{Attr, Ctx, Errno, IoOp, OverlayFs, Res, errno_at};
 use crate::format::resolve::{Found, s_isdir};
 use crate::format::{owner, whiteout};
 use crate::sys;
@@ -33,14 +33,14 @@ pub enum NewKind<'a> {
 
 fn check_name(name: &OsStr) -> Res<()> {
     if name.is_empty() || name.as_bytes().contains(&b'/') {
-        return Err(libc::EINVAL);
+        return Err(Errno::EINVAL);
     }
     if name.len() > 255 {
-        return Err(libc::ENAMETOOLONG);
+        return Err(Errno::ENAMETOOLONG);
     }
     if whiteout::classify_name(name) != whiteout::NameClass::Normal {
         // `.wh.*` names are whiteouts in the on-disk format: they cannot be files too.
-        return Err(libc::EINVAL);
+        return Err(Errno::EINVAL);
     }
     Ok(())
 }
@@ -62,10 +62,10 @@ impl OverlayFs {
                     {
                         Ok(UpperAt::Absent)
                     }
-                    Err(e) => Err(eno(e)),
+                    Err(e) => Err(errno_at("stat", &ppath.join(whiteout::wh_name(name)), e)),
                 }
             }
-            Err(e) => Err(eno(e)),
+            Err(e) => Err(errno_at("stat", &ppath.join(name), e)),
         }
     }
 
@@ -76,7 +76,7 @@ impl OverlayFs {
             .stack
             .res
             .resolve(&lowers, name)
-            .map_err(eno)?
+            .map_err(|e| errno_at("lookup in lower dirs", Path::new(name), e))?
             .is_some())
     }
 
@@ -87,18 +87,21 @@ impl OverlayFs {
         if self.stack.forms.chardev_whiteout {
             let work = self.work()?;
             let tmp = self.tmp_name();
-            sys::mknod_at(work, &tmp, libc::S_IFCHR, 0).map_err(eno)?;
+            sys::mknod_at(work, &tmp, libc::S_IFCHR, 0).op("mknod whiteout", &tmp)?;
             if let Err(e) = sys::rename_at(work, &tmp, up, &rel, 0) {
                 let _ = sys::unlink_at(work, &tmp, false);
-                return Err(eno(e));
+                return Err(errno_at("rename whiteout into place", &rel, e));
             }
         } else {
             let wh = ppath.join(whiteout::wh_name(name));
-            drop(sys::open_at(up, &wh, libc::O_CREAT | libc::O_WRONLY, 0).map_err(eno)?);
+            drop(
+                sys::open_at(up, &wh, libc::O_CREAT | libc::O_WRONLY, 0)
+                    .op("create whiteout", &wh)?,
+            );
             match sys::unlink_at(up, &rel, false) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(eno(e)),
+                Err(e) => return Err(errno_at("unlink", &rel, e)),
             }
         }
         Ok(())
@@ -109,11 +112,14 @@ impl OverlayFs {
         match self.stack.forms.xattr_prefix {
             Some(p) => {
                 let name = format!("{p}opaque");
-                sys::set_xattr_at(dir, rel, OsStr::new(&name), b"y", 0).map_err(eno)
+                sys::set_xattr_at(dir, rel, OsStr::new(&name), b"y", 0).op("set opaque xattr", rel)
             }
             None => {
                 let m = rel.join(OsStr::from_bytes(whiteout::OPAQUE_MARKER));
-                drop(sys::open_at(dir, &m, libc::O_CREAT | libc::O_WRONLY, 0).map_err(eno)?);
+                drop(
+                    sys::open_at(dir, &m, libc::O_CREAT | libc::O_WRONLY, 0)
+                        .op("create opaque marker", &m)?,
+                );
                 Ok(())
             }
         }
@@ -126,9 +132,10 @@ impl OverlayFs {
     }
 
     fn set_redirect_value(&self, rel: &Path, v: &[u8]) -> Res<()> {
-        let p = self.stack.forms.xattr_prefix.ok_or(libc::EXDEV)?;
+        let p = self.stack.forms.xattr_prefix.ok_or(Errno::EXDEV)?;
         let name = format!("{p}redirect");
-        sys::set_xattr_at(self.stack.layers()[0].fd(), rel, OsStr::new(&name), v, 0).map_err(eno)
+        sys::set_xattr_at(self.stack.layers()[0].fd(), rel, OsStr::new(&name), v, 0)
+            .op("set redirect", rel)
     }
 
     /// Give a new entry the caller's ownership (setgid directories pass their group on).
@@ -146,7 +153,7 @@ impl OverlayFs {
             ctx.gid
         };
         let (uid, gid) = self.ids.store(ctx.uid, gid);
-        let st = sys::lstat_at(dir, rel).map_err(eno)?;
+        let st = sys::lstat_at(dir, rel).op("stat new entry", rel)?;
         if st.st_uid == uid && st.st_gid == gid {
             return Ok(());
         }
@@ -158,9 +165,9 @@ impl OverlayFs {
                     && kind != libc::S_IFDIR
                     && kind != libc::S_IFLNK
                 {
-                    let now = sys::lstat_at(dir, rel).map_err(eno)?;
+                    let now = sys::lstat_at(dir, rel).op("stat new entry", rel)?;
                     let want = (now.st_mode & 0o7777) | (mode & (libc::S_ISUID | libc::S_ISGID));
-                    sys::chmod_at(dir, rel, want).map_err(eno)?;
+                    sys::chmod_at(dir, rel, want).op("chmod new entry", rel)?;
                 }
                 Ok(())
             }
@@ -170,9 +177,9 @@ impl OverlayFs {
                 }
                 let v = owner::Override::new(uid, gid, mode).value();
                 sys::set_xattr_at(dir, rel, OsStr::new(owner::OVERRIDE_XATTR), v.as_bytes(), 0)
-                    .map_err(eno)
+                    .op("set override_stat", rel)
             }
-            Err(e) => Err(eno(e)),
+            Err(e) => Err(errno_at("chown new entry", rel, e)),
         }
     }
 
@@ -185,12 +192,12 @@ impl OverlayFs {
         kind: NewKind<'_>,
     ) -> Res<(Attr, Option<File>)> {
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         check_name(name)?;
         let pnode = self.node(parent)?;
         if !pnode.is_dir() {
-            return Err(libc::ENOTDIR);
+            return Err(Errno::ENOTDIR);
         }
         // The kernel holds the parent locked and has just looked the name up and found
         // nothing (every change goes through us), so only the upper layer needs a look:
@@ -202,7 +209,7 @@ impl OverlayFs {
         let up = self.stack.layers()[0].fd();
         let at = self.upper_at(&ppath, name)?;
         if let UpperAt::Entry(_) = at {
-            return Err(libc::EEXIST);
+            return Err(Errno::EEXIST);
         }
         let is_dir = matches!(kind, NewKind::Dir { .. });
         let umask = ctx.umask;
@@ -251,17 +258,19 @@ impl OverlayFs {
             UpperAt::CharWhiteout => {
                 let work = self.work()?;
                 let tmp = self.tmp_name();
-                let (file, mode) = make(work, &tmp).map_err(eno)?;
+                let (file, mode) = make(work, &tmp).op("create in workdir", &tmp)?;
                 let done = (|| -> Res<()> {
                     if is_dir {
                         self.set_opaque(work, &tmp)?;
                     }
                     self.set_owner(ctx, &pattr, work, &tmp, mode)?;
                     if is_dir {
-                        sys::rename_at(work, &tmp, up, &rel, sys::RENAME_EXCHANGE).map_err(eno)?;
+                        sys::rename_at(work, &tmp, up, &rel, sys::RENAME_EXCHANGE)
+                            .op("rename new dir into place", &rel)?;
                         let _ = sys::unlink_at(work, &tmp, false);
                     } else {
-                        sys::rename_at(work, &tmp, up, &rel, 0).map_err(eno)?;
+                        sys::rename_at(work, &tmp, up, &rel, 0)
+                            .op("rename new entry into place", &rel)?;
                     }
                     Ok(())
                 })();
@@ -272,7 +281,7 @@ impl OverlayFs {
                 file
             }
             UpperAt::WhFile | UpperAt::Absent => {
-                let (file, mode) = make(up, &rel).map_err(eno)?;
+                let (file, mode) = make(up, &rel).op("create", &rel)?;
                 let done = (|| -> Res<()> {
                     if is_dir && at == UpperAt::WhFile {
                         self.set_opaque(up, &rel)?;
@@ -280,7 +289,7 @@ impl OverlayFs {
                     self.set_owner(ctx, &pattr, up, &rel, mode)?;
                     if at == UpperAt::WhFile {
                         sys::unlink_at(up, &ppath.join(whiteout::wh_name(name)), false)
-                            .map_err(eno)?;
+                            .op("unlink whiteout", &rel)?;
                     }
                     Ok(())
                 })();
@@ -290,11 +299,11 @@ impl OverlayFs {
                 }
                 file
             }
-            UpperAt::Entry(_) => return Err(libc::EEXIST),
+            UpperAt::Entry(_) => return Err(Errno::EEXIST),
         };
         // A new entry lives in the upper layer only: nothing below shows through it
         // (where a lower one was deleted, the whiteout made it opaque).
-        let stat = sys::lstat_at(up, &rel).map_err(eno)?;
+        let stat = sys::lstat_at(up, &rel).op("stat new entry", &rel)?;
         let f = Found {
             top: (0, rel),
             stat,
@@ -308,16 +317,16 @@ impl OverlayFs {
     /// LINK: a new name for `ino` in `newparent`.
     pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Res<Attr> {
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         check_name(newname)?;
         let node = self.node(ino)?;
         if node.is_dir() {
-            return Err(libc::EPERM);
+            return Err(Errno::EPERM);
         }
         let pnode = self.node(newparent)?;
         if self.resolve_child(&pnode, newname)?.is_some() {
-            return Err(libc::EEXIST);
+            return Err(Errno::EEXIST);
         }
         self.copy_up(&node)?;
         self.copy_up(&pnode)?;
@@ -326,23 +335,24 @@ impl OverlayFs {
         let rel = ppath.join(newname);
         let up = self.stack.layers()[0].fd();
         match self.upper_at(&ppath, newname)? {
-            UpperAt::Entry(_) => return Err(libc::EEXIST),
+            UpperAt::Entry(_) => return Err(Errno::EEXIST),
             UpperAt::CharWhiteout => {
                 let work = self.work()?;
                 let tmp = self.tmp_name();
-                sys::link_at(up, &src, work, &tmp).map_err(eno)?;
+                sys::link_at(up, &src, work, &tmp).op("link in workdir", &src)?;
                 if let Err(e) = sys::rename_at(work, &tmp, up, &rel, 0) {
                     let _ = sys::unlink_at(work, &tmp, false);
-                    return Err(eno(e));
+                    return Err(errno_at("rename link into place", &rel, e));
                 }
             }
             UpperAt::WhFile => {
-                sys::link_at(up, &src, up, &rel).map_err(eno)?;
-                sys::unlink_at(up, &ppath.join(whiteout::wh_name(newname)), false).map_err(eno)?;
+                sys::link_at(up, &src, up, &rel).op("link", &rel)?;
+                sys::unlink_at(up, &ppath.join(whiteout::wh_name(newname)), false)
+                    .op("unlink whiteout", &rel)?;
             }
-            UpperAt::Absent => sys::link_at(up, &src, up, &rel).map_err(eno)?,
+            UpperAt::Absent => sys::link_at(up, &src, up, &rel).op("link", &rel)?,
         }
-        let f = self.resolve_child(&pnode, newname)?.ok_or(libc::EIO)?;
+        let f = self.resolve_child(&pnode, newname)?.ok_or(Errno::EIO)?;
         let (_, attr) = self.node_from_found(newparent, newname, &f)?;
         Ok(attr)
     }
@@ -350,12 +360,12 @@ impl OverlayFs {
     /// UNLINK a non-directory.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Res<()> {
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         let pnode = self.node(parent)?;
-        let f = self.resolve_child(&pnode, name)?.ok_or(libc::ENOENT)?;
+        let f = self.resolve_child(&pnode, name)?.ok_or(Errno::ENOENT)?;
         if s_isdir(f.stat.st_mode) {
-            return Err(libc::EISDIR);
+            return Err(Errno::EISDIR);
         }
         self.copy_up(&pnode)?;
         let ppath = self.nodes.path_of(parent)?;
@@ -364,7 +374,8 @@ impl OverlayFs {
         if lower_has {
             self.make_whiteout(&ppath, name)?;
         } else if in_upper {
-            sys::unlink_at(self.stack.layers()[0].fd(), &ppath.join(name), false).map_err(eno)?;
+            sys::unlink_at(self.stack.layers()[0].fd(), &ppath.join(name), false)
+                .op("unlink", &ppath.join(name))?;
         }
         if let Some(child) = self.nodes.child(parent, &name.to_os_string()) {
             self.nodes.drop_alias(
@@ -388,7 +399,7 @@ impl OverlayFs {
             .stack
             .res
             .list(&self.dirs_of_found(f))
-            .map_err(eno)?
+            .op("readdir", &f.top.1)?
             .is_empty())
     }
 
@@ -401,9 +412,9 @@ impl OverlayFs {
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
             0,
         )
-        .map_err(eno)?;
-        for (n, _, _) in sys::read_dir_fd(fd).map_err(eno)? {
-            sys::remove_tree_at(up, &rel.join(n)).map_err(eno)?;
+        .op("open dir to clear", rel)?;
+        for (n, _, _) in sys::read_dir_fd(fd).op("read dir to clear", rel)? {
+            sys::remove_tree_at(up, &rel.join(n)).op("clear dir", rel)?;
         }
         Ok(())
     }
@@ -427,15 +438,15 @@ impl OverlayFs {
     /// RMDIR: only when empty in the merged view.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Res<()> {
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         let pnode = self.node(parent)?;
-        let f = self.resolve_child(&pnode, name)?.ok_or(libc::ENOENT)?;
+        let f = self.resolve_child(&pnode, name)?.ok_or(Errno::ENOENT)?;
         if !s_isdir(f.stat.st_mode) {
-            return Err(libc::ENOTDIR);
+            return Err(Errno::ENOTDIR);
         }
         if !self.merged_empty(&f)? {
-            return Err(libc::ENOTEMPTY);
+            return Err(Errno::ENOTEMPTY);
         }
         self.copy_up(&pnode)?;
         let ppath = self.nodes.path_of(parent)?;
@@ -456,19 +467,22 @@ impl OverlayFs {
             }
             let tmp = self.tmp_name();
             if lower_has && self.stack.forms.chardev_whiteout {
-                sys::mknod_at(work, &tmp, libc::S_IFCHR, 0).map_err(eno)?;
+                sys::mknod_at(work, &tmp, libc::S_IFCHR, 0).op("mknod whiteout", &tmp)?;
                 if let Err(e) = sys::rename_at(work, &tmp, up, &rel, sys::RENAME_EXCHANGE) {
                     let _ = sys::unlink_at(work, &tmp, false);
-                    return Err(eno(e));
+                    return Err(errno_at("exchange dir with whiteout", &rel, e));
                 }
             } else {
                 if lower_has {
                     let wh = ppath.join(whiteout::wh_name(name));
-                    drop(sys::open_at(up, &wh, libc::O_CREAT | libc::O_WRONLY, 0).map_err(eno)?);
+                    drop(
+                        sys::open_at(up, &wh, libc::O_CREAT | libc::O_WRONLY, 0)
+                            .op("create whiteout", &wh)?,
+                    );
                 }
-                sys::rename_at(up, &rel, work, &tmp, 0).map_err(eno)?;
+                sys::rename_at(up, &rel, work, &tmp, 0).op("move dir to workdir", &rel)?;
             }
-            sys::remove_tree_at(work, &tmp).map_err(eno)?;
+            sys::remove_tree_at(work, &tmp).op("remove dir in workdir", &tmp)?;
         } else if lower_has {
             self.make_whiteout(&ppath, name)?;
         }
@@ -513,7 +527,7 @@ impl OverlayFs {
                 .stack
                 .res
                 .dir_markers(&(0, rel.to_path_buf()))
-                .map_err(eno)?
+                .op("read dir markers", rel)?
                 .0
         {
             self.set_opaque(self.stack.layers()[0].fd(), rel)
@@ -544,7 +558,7 @@ impl OverlayFs {
             .stack
             .res
             .dir_markers(&(0, here.clone()))
-            .map_err(eno)?
+            .op("read dir markers", &here)?
             .1;
         if existing.is_some_and(|r| samedir || r.starts_with(b"/")) {
             return Ok(()); // as the kernel: a redirect that stays valid is kept
@@ -566,23 +580,23 @@ impl OverlayFs {
         flags: u32,
     ) -> Res<()> {
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         let exchange = flags & sys::RENAME_EXCHANGE != 0;
         let noreplace = flags & sys::RENAME_NOREPLACE != 0;
         if flags & !(sys::RENAME_EXCHANGE | sys::RENAME_NOREPLACE) != 0 || (exchange && noreplace) {
-            return Err(libc::EINVAL);
+            return Err(Errno::EINVAL);
         }
         check_name(newname)?;
         let pn = self.node(parent)?;
         let npn = self.node(newparent)?;
-        let sf = self.resolve_child(&pn, name)?.ok_or(libc::ENOENT)?;
+        let sf = self.resolve_child(&pn, name)?.ok_or(Errno::ENOENT)?;
         let df = self.resolve_child(&npn, newname)?;
         if noreplace && df.is_some() {
-            return Err(libc::EEXIST);
+            return Err(Errno::EEXIST);
         }
         if exchange && df.is_none() {
-            return Err(libc::ENOENT);
+            return Err(Errno::ENOENT);
         }
         let sdir = s_isdir(sf.stat.st_mode);
         if let Some(d) = &df {
@@ -592,10 +606,10 @@ impl OverlayFs {
             if !exchange {
                 let ddir = s_isdir(d.stat.st_mode);
                 if sdir && !ddir {
-                    return Err(libc::ENOTDIR);
+                    return Err(Errno::ENOTDIR);
                 }
                 if !sdir && ddir {
-                    return Err(libc::EISDIR);
+                    return Err(Errno::EISDIR);
                 }
                 if ddir && !self.merged_empty(d)? {
                     let pure_upper =
@@ -615,7 +629,7 @@ impl OverlayFs {
                         }
                         r?;
                     }
-                    return Err(libc::ENOTEMPTY);
+                    return Err(Errno::ENOTEMPTY);
                 }
             }
         }
@@ -657,7 +671,7 @@ impl OverlayFs {
         let sdir = s_isdir(sf.stat.st_mode);
         if sdir && !snode.snap().lowers.is_empty() && self.stack.forms.xattr_prefix.is_none() {
             // No xattrs to record a redirect in: the caller (mv) falls back to copying.
-            return Err(libc::EXDEV);
+            return Err(Errno::EXDEV);
         }
         self.copy_up(pn)?;
         self.copy_up(npn)?;
@@ -672,7 +686,7 @@ impl OverlayFs {
             (name.to_os_string(), newname.to_os_string());
 
         if exchange {
-            let d = df.ok_or(libc::ENOENT)?;
+            let d = df.ok_or(Errno::ENOENT)?;
             let (dnode, d_tmp) = self.child_node(npn.ino, newname, d)?;
             if d_tmp {
                 cleanup.push(dnode.ino);
@@ -681,10 +695,10 @@ impl OverlayFs {
                 && !dnode.snap().lowers.is_empty()
                 && self.stack.forms.xattr_prefix.is_none()
             {
-                return Err(libc::EXDEV);
+                return Err(Errno::EXDEV);
             }
             self.copy_up_via(&dnode, npn.ino, newname)?;
-            sys::rename_at(up, &spath, up, &dpath, sys::RENAME_EXCHANGE).map_err(eno)?;
+            sys::rename_at(up, &spath, up, &dpath, sys::RENAME_EXCHANGE).op("exchange", &spath)?;
             if snode.is_dir() {
                 self.fix_moved_dir(snode, &spath, &dpath, !npn.snap().lowers.is_empty())?;
             }
@@ -710,27 +724,29 @@ impl OverlayFs {
         if sdir && at == UpperAt::CharWhiteout {
             // A directory cannot replace a device: swap, then the whiteout sits at the
             // old name, which is just right when a lower entry needs hiding there.
-            sys::rename_at(up, &spath, up, &dpath, sys::RENAME_EXCHANGE).map_err(eno)?;
+            sys::rename_at(up, &spath, up, &dpath, sys::RENAME_EXCHANGE)
+                .op("exchange dir with whiteout", &dpath)?;
             if !src_lower_has {
-                sys::unlink_at(up, &spath, false).map_err(eno)?;
+                sys::unlink_at(up, &spath, false).op("unlink", &spath)?;
             }
         } else if src_lower_has && self.stack.forms.chardev_whiteout {
             match sys::rename_at(up, &spath, up, &dpath, sys::RENAME_WHITEOUT) {
                 Ok(()) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) => {
-                    sys::rename_at(up, &spath, up, &dpath, 0).map_err(eno)?;
+                    sys::rename_at(up, &spath, up, &dpath, 0).op("rename", &spath)?;
                     self.make_whiteout(&ppath, name)?;
                 }
-                Err(e) => return Err(eno(e)),
+                Err(e) => return Err(errno_at("rename with whiteout", &spath, e)),
             }
         } else {
-            sys::rename_at(up, &spath, up, &dpath, 0).map_err(eno)?;
+            sys::rename_at(up, &spath, up, &dpath, 0).op("rename", &spath)?;
             if src_lower_has {
                 self.make_whiteout(&ppath, name)?;
             }
         }
         if at == UpperAt::WhFile {
-            sys::unlink_at(up, &nppath.join(whiteout::wh_name(newname)), false).map_err(eno)?;
+            sys::unlink_at(up, &nppath.join(whiteout::wh_name(newname)), false)
+                .op("unlink whiteout", &dpath)?;
         }
         if sdir {
             self.fix_moved_dir(snode, &spath, &dpath, !npn.snap().lowers.is_empty())?;

@@ -5,7 +5,7 @@
 //! they are unique across layers and the same every time a name is looked up. A copy-up
 //! records `upper (dev, ino) -> original ino`, so copy-up never changes a file's number.
 
-use super::Handle;
+use super::{Errno, Handle, Res};
 use crate::fasthash::FastState;
 use crate::format::resolve::Loc;
 use dashmap::DashMap;
@@ -310,20 +310,20 @@ impl NodeTable {
     }
 
     /// The merged path of a node ("" for the root), through its first alias.
-    pub fn path_of(&self, ino: u64) -> Result<PathBuf, i32> {
+    pub fn path_of(&self, ino: u64) -> Res<PathBuf> {
         let mut names: Vec<OsString> = Vec::new();
         let mut cur = ino;
         let mut depth = 0;
         while cur != ROOT_INO {
-            let node = self.get(cur).ok_or(libc::ESTALE)?;
+            let node = self.get(cur).ok_or(Errno::ESTALE)?;
             let (parent, name) = node
                 .with(|s| s.aliases.first().cloned())
-                .ok_or(libc::ENOENT)?;
+                .ok_or(Errno::ENOENT)?;
             names.push(name);
             cur = parent;
             depth += 1;
             if depth > 4096 {
-                return Err(libc::ELOOP);
+                return Err(Errno::ELOOP);
             }
         }
         let mut p = PathBuf::new();

@@ -4,12 +4,11 @@
 
 use super::layers::{Stack, WriteForms};
 use super::nodes::{NodeState, NodeTable, ROOT_INO};
-use super::{Config, OverlayFs, Res, WORK_SUBDIR, eno, pending};
+use super::{Config, IoOp, OverlayFs, Res, WORK_SUBDIR, pending};
 use crate::format::resolve::Resolver;
 use crate::sys;
 use dashmap::DashMap;
 use std::ffi::OsStr;
-use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -114,17 +113,17 @@ impl OverlayFs {
             use_override: sys::geteuid() != 0 || !privileged,
             pending_inval: pending::PerRequest::default(),
         };
-        fs.init_root().map_err(|e| {
-            format!(
-                "reading the layer roots: {}",
-                io::Error::from_raw_os_error(e)
-            )
-        })?;
+        fs.init_root()
+            .map_err(|e| format!("reading the layer roots: {e}"))?;
         Ok(fs)
     }
 
     fn init_root(&self) -> Res<()> {
-        let root = self.stack.res.root().map_err(eno)?;
+        let root = self
+            .stack
+            .res
+            .root()
+            .op("resolve the root", Path::new(""))?;
         let st = root.stat;
         let mut lowers = root.lower_dirs;
         if !self.stack.has_upper {
