@@ -46,7 +46,12 @@ if [ "$(id -u)" = 0 ]; then
     if [ -f /etc/fuse.conf ] && ! grep -q '^user_allow_other' /etc/fuse.conf; then
         echo user_allow_other >> /etc/fuse.conf
     fi
-    id layerfs-test >/dev/null 2>&1 || useradd --create-home --shell /bin/bash layerfs-test
+    # A group left from an earlier, removed user would make a plain useradd fail.
+    if ! id layerfs-test >/dev/null 2>&1; then
+        group=""
+        getent group layerfs-test >/dev/null && group="-g layerfs-test"
+        useradd --create-home --shell /bin/bash $group layerfs-test
+    fi
     # Rootless podman needs subordinate ids for the test user.
     grep -q '^layerfs-test:' /etc/subuid 2>/dev/null || usermod --add-subuids 200000-265535 layerfs-test
     grep -q '^layerfs-test:' /etc/subgid 2>/dev/null || usermod --add-subgids 200000-265535 layerfs-test
