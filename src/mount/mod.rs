@@ -240,9 +240,10 @@ fn threads(o: &MountOptions) -> usize {
         .clamp(2, 16)
 }
 
-fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> {
+/// The union filesystem's configuration from a request.
+fn overlay_config(req: &MountRequest) -> Config {
     let o = &req.options;
-    let cfg = Config {
+    Config {
         lowers: req.plan.lowers.clone(),
         upper: req.plan.upper.clone(),
         work: req.plan.work.clone(),
@@ -256,8 +257,12 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
             squash_uid: o.squash_to_uid,
             squash_gid: o.squash_to_gid,
         },
-    };
-    let fs = Arc::new(OverlayFs::new(cfg)?);
+    }
+}
+
+/// fuser's session configuration: the kernel mount options, who may use the mount,
+/// worker threads.
+fn session_config(o: &MountOptions, read_only: bool) -> fuser::Config {
     let mut mo = vec![
         MountOption::FSName(o.fsname.clone().unwrap_or_else(|| "layerfs".to_string())),
         // Direct mount(2) (root) takes the subtype as a kernel option; fusermount3
@@ -268,7 +273,7 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
             MountOption::Subtype("layerfs".to_string())
         },
         MountOption::DefaultPermissions,
-        if fs.read_only {
+        if read_only {
             MountOption::RO
         } else {
             MountOption::RW
@@ -309,26 +314,30 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
     };
     config.n_threads = Some(threads(o));
     config.clone_fd = true;
+    config
+}
 
-    // Modes of new entries are the caller's (the kernel applied its umask): ours must
-    // not mask them again.
-    sys::umask(0);
-    // Blocked in every thread from here on; a dedicated thread waits for them.
-    let signals = sys::BlockedSignals::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
-        .map_err(|e| format!("blocking the termination signals: {e}"))?;
-    let notifier = Arc::new(std::sync::OnceLock::new());
-    let adapter = LayerFs::new(
-        Arc::clone(&fs),
-        o.timeout,
-        o.passthrough,
-        Arc::clone(&notifier),
-    );
-    let mut first = fuser::Session::new(adapter, &req.mountpoint, &config);
+/// Mount: the kernel answers INIT before this returns. Kernels without SELinux refuse
+/// the context options; as containers-storage expects, they then simply do not apply.
+fn mount_session(
+    req: &MountRequest,
+    fs: &Arc<OverlayFs>,
+    notifier: &Arc<std::sync::OnceLock<fuser::Notifier>>,
+    mut config: fuser::Config,
+) -> Result<fuser::Session<LayerFs>, String> {
+    let o = &req.options;
+    let adapter = || {
+        LayerFs::new(
+            Arc::clone(fs),
+            o.timeout,
+            o.passthrough,
+            Arc::clone(notifier),
+        )
+    };
+    let mut first = fuser::Session::new(adapter(), &req.mountpoint, &config);
     if matches!(&first, Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.to_string().contains("EINVAL"))
         && !o.passthrough_mount_opts.is_empty()
     {
-        // SELinux context options are refused by kernels without SELinux: as
-        // containers-storage expects, they then simply do not apply.
         log::warn!(
             "the kernel refused {}: mounting without them",
             o.passthrough_mount_opts.join(",")
@@ -337,15 +346,9 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
             MountOption::CUSTOM(c) => c.starts_with("subtype="),
             _ => true,
         });
-        let adapter = LayerFs::new(
-            Arc::clone(&fs),
-            o.timeout,
-            o.passthrough,
-            Arc::clone(&notifier),
-        );
-        first = fuser::Session::new(adapter, &req.mountpoint, &config);
+        first = fuser::Session::new(adapter(), &req.mountpoint, &config);
     }
-    let session = first.map_err(|e| {
+    first.map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::ENOENT) => format!("{e} (is /dev/fuse present and fusermount3 installed?)"),
             Some(libc::EACCES) | Some(libc::EPERM) => {
@@ -354,16 +357,12 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
             _ => e.to_string(),
         };
         format!("cannot mount on {}: {why}", req.mountpoint.display())
-    })?;
-    let _ = notifier.set(session.notifier());
-    // The kernel has answered INIT: the mount is usable now.
-    if let Some(fd) = ready.take() {
-        let mut f = std::fs::File::from(fd);
-        let _ = f.write_all(b"OK\n");
-        // Stop talking to the caller's pipes: a daemon must not hold them open.
-        let _ = sys::stdout_stderr_to_null();
-    }
-    let mp = req.mountpoint.clone();
+    })
+}
+
+/// A thread that unmounts `mountpoint` on the first termination signal.
+fn unmount_on_signal(mountpoint: &Path, signals: sys::BlockedSignals) -> Result<(), String> {
+    let mp = mountpoint.to_path_buf();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -375,7 +374,31 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
                 }
             }
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        .map(drop)
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
+fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> {
+    let o = &req.options;
+    let fs = Arc::new(OverlayFs::new(overlay_config(req))?);
+    let config = session_config(o, fs.read_only);
+    // Modes of new entries are the caller's (the kernel applied its umask): ours must
+    // not mask them again.
+    sys::umask(0);
+    // Blocked in every thread from here on; a dedicated thread waits for them.
+    let signals = sys::BlockedSignals::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+        .map_err(|e| format!("blocking the termination signals: {e}"))?;
+    let notifier = Arc::new(std::sync::OnceLock::new());
+    let session = mount_session(req, &fs, &notifier, config)?;
+    let _ = notifier.set(session.notifier());
+    // The kernel has answered INIT: the mount is usable now.
+    if let Some(fd) = ready.take() {
+        let mut f = std::fs::File::from(fd);
+        let _ = f.write_all(b"OK\n");
+        // Stop talking to the caller's pipes: a daemon must not hold them open.
+        let _ = sys::stdout_stderr_to_null();
+    }
+    unmount_on_signal(&req.mountpoint, signals)?;
     // fuser unmounts the mountpoint *path* when its session object goes away, and its
     // "still mounted?" check also says yes after an external umount: a new mount made
     // at the same path in between would be taken down. So the session object is never
