@@ -16,6 +16,15 @@ pub struct WriteForms {
     pub xattr_prefix: Option<&'static str>,
 }
 
+impl WriteForms {
+    /// Only the OCI forms: `.wh.NAME` files and `.wh..wh..opq` (`whiteouts=oci`, or no
+    /// upper layer to write in).
+    pub const OCI: WriteForms = WriteForms {
+        chardev_whiteout: false,
+        xattr_prefix: None,
+    };
+}
+
 /// The whole stack.
 #[derive(Debug)]
 pub struct Stack {
