@@ -1,18 +1,21 @@
-//! Namespace changes: create, mkdir, mknod, symlink, link, unlink, rmdir, rename — with
-//! the whiteouts, opaque markers and redirects that keep lower entries hidden or found.
+//! Namespace changes: create, mkdir, mknod, symlink, link, unlink, rmdir, rename (in
+//! `rename.rs`) — with the whiteouts, opaque markers and redirects that keep lower
+//! entries hidden or found.
 
 use super::nodes::Node;
 use super::{Attr, Ctx, Errno, IoOp, OverlayFs, Res, errno_at};
 use crate::format::resolve::{Found, s_isdir};
 use crate::format::{owner, whiteout};
 use crate::sys;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
+
+mod rename;
 
 /// What the upper layer holds at a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,52 @@ pub enum NewKind<'a> {
     Dir { mode: u32 },
     Node { mode: u32, rdev: u64 },
     Symlink { target: &'a OsStr },
+}
+
+impl NewKind<'_> {
+    /// Make the entry at (`dir`, `p`) with the caller's `umask` applied: the open file of
+    /// a new regular file, and the mode made.
+    fn make(&self, umask: u32, dir: BorrowedFd<'_>, p: &Path) -> io::Result<(Option<File>, u32)> {
+        match self {
+            NewKind::File { mode, flags } => {
+                let m = mode & !umask & 0o7777;
+                let keep = flags
+                    & (libc::O_ACCMODE
+                        | libc::O_APPEND
+                        | libc::O_NOATIME
+                        | libc::O_DIRECT
+                        | libc::O_SYNC
+                        | libc::O_DSYNC);
+                let mut acc = keep;
+                if acc & libc::O_ACCMODE == libc::O_RDONLY {
+                    acc = (acc & !libc::O_ACCMODE) | libc::O_RDWR;
+                }
+                let fd: OwnedFd = sys::open_at(
+                    dir,
+                    p,
+                    acc | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                    m,
+                )?;
+                Ok((Some(File::from(fd)), libc::S_IFREG | m))
+            }
+            NewKind::Dir { mode } => {
+                let m = mode & !umask & 0o7777;
+                // The daemon runs with umask 0: the mode is exact, and a setgid parent
+                // passes its bit on as the filesystem does it.
+                sys::mkdir_at(dir, p, m)?;
+                Ok((None, libc::S_IFDIR | m))
+            }
+            NewKind::Node { mode, rdev } => {
+                let m = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
+                sys::mknod_at(dir, p, m, *rdev)?;
+                Ok((None, m))
+            }
+            NewKind::Symlink { target } => {
+                sys::symlink_at(target, dir, p)?;
+                Ok((None, libc::S_IFLNK | 0o777))
+            }
+        }
+    }
 }
 
 fn check_name(name: &OsStr) -> Res<()> {
@@ -212,58 +261,48 @@ impl OverlayFs {
             return Err(Errno::EEXIST);
         }
         let is_dir = matches!(kind, NewKind::Dir { .. });
-        let umask = ctx.umask;
-        let make = |dir: BorrowedFd<'_>, p: &Path| -> io::Result<(Option<File>, u32)> {
-            match &kind {
-                NewKind::File { mode, flags } => {
-                    let m = mode & !umask & 0o7777;
-                    let keep = flags
-                        & (libc::O_ACCMODE
-                            | libc::O_APPEND
-                            | libc::O_NOATIME
-                            | libc::O_DIRECT
-                            | libc::O_SYNC
-                            | libc::O_DSYNC);
-                    let mut acc = keep;
-                    if acc & libc::O_ACCMODE == libc::O_RDONLY {
-                        acc = (acc & !libc::O_ACCMODE) | libc::O_RDWR;
-                    }
-                    let fd: OwnedFd = sys::open_at(
-                        dir,
-                        p,
-                        acc | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                        m,
-                    )?;
-                    Ok((Some(File::from(fd)), libc::S_IFREG | m))
-                }
-                NewKind::Dir { mode } => {
-                    let m = mode & !umask & 0o7777;
-                    // The daemon runs with umask 0: the mode is exact, and a setgid
-                    // parent passes its bit on as the filesystem does it.
-                    sys::mkdir_at(dir, p, m)?;
-                    Ok((None, libc::S_IFDIR | m))
-                }
-                NewKind::Node { mode, rdev } => {
-                    let m = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
-                    sys::mknod_at(dir, p, m, *rdev)?;
-                    Ok((None, m))
-                }
-                NewKind::Symlink { target } => {
-                    sys::symlink_at(target, dir, p)?;
-                    Ok((None, libc::S_IFLNK | 0o777))
-                }
-            }
+        let file = self.place_new(ctx, &pattr, &ppath, name, &kind, at)?;
+        // A new entry lives in the upper layer only: nothing below shows through it
+        // (where a lower one was deleted, the whiteout made it opaque).
+        let stat = sys::lstat_at(up, &rel).op("stat new entry", &rel)?;
+        let f = Found {
+            top: (0, rel),
+            stat,
+            lower_dirs: Vec::new(),
+            opaque: is_dir && at != UpperAt::Absent,
         };
-        let file = match at {
+        let (_, attr) = self.node_from_new(parent, name, &f)?;
+        Ok((attr, file))
+    }
+
+    /// Make the new entry `ppath/name` in the upper layer, where `at` is what is there
+    /// now: over a whiteout device it is built in the workdir and renamed (a directory
+    /// exchanged) over the device; a `.wh.` file is removed once the entry exists. A
+    /// directory that hides a deleted lower one is opaque.
+    fn place_new(
+        &self,
+        ctx: &Ctx,
+        pattr: &Attr,
+        ppath: &Path,
+        name: &OsStr,
+        kind: &NewKind<'_>,
+        at: UpperAt,
+    ) -> Res<Option<File>> {
+        let up = self.stack.layers()[0].fd();
+        let rel = ppath.join(name);
+        let is_dir = matches!(kind, NewKind::Dir { .. });
+        match at {
             UpperAt::CharWhiteout => {
                 let work = self.work()?;
                 let tmp = self.tmp_name();
-                let (file, mode) = make(work, &tmp).op("create in workdir", &tmp)?;
+                let (file, mode) = kind
+                    .make(ctx.umask, work, &tmp)
+                    .op("create in workdir", &tmp)?;
                 let done = (|| -> Res<()> {
                     if is_dir {
                         self.set_opaque(work, &tmp)?;
                     }
-                    self.set_owner(ctx, &pattr, work, &tmp, mode)?;
+                    self.set_owner(ctx, pattr, work, &tmp, mode)?;
                     if is_dir {
                         sys::rename_at(work, &tmp, up, &rel, sys::RENAME_EXCHANGE)
                             .op("rename new dir into place", &rel)?;
@@ -278,15 +317,15 @@ impl OverlayFs {
                     let _ = sys::remove_tree_at(work, &tmp);
                     return Err(e);
                 }
-                file
+                Ok(file)
             }
             UpperAt::WhFile | UpperAt::Absent => {
-                let (file, mode) = make(up, &rel).op("create", &rel)?;
+                let (file, mode) = kind.make(ctx.umask, up, &rel).op("create", &rel)?;
                 let done = (|| -> Res<()> {
                     if is_dir && at == UpperAt::WhFile {
                         self.set_opaque(up, &rel)?;
                     }
-                    self.set_owner(ctx, &pattr, up, &rel, mode)?;
+                    self.set_owner(ctx, pattr, up, &rel, mode)?;
                     if at == UpperAt::WhFile {
                         sys::unlink_at(up, &ppath.join(whiteout::wh_name(name)), false)
                             .op("unlink whiteout", &rel)?;
@@ -297,21 +336,10 @@ impl OverlayFs {
                     let _ = sys::remove_tree_at(up, &rel);
                     return Err(e);
                 }
-                file
+                Ok(file)
             }
-            UpperAt::Entry(_) => return Err(Errno::EEXIST),
-        };
-        // A new entry lives in the upper layer only: nothing below shows through it
-        // (where a lower one was deleted, the whiteout made it opaque).
-        let stat = sys::lstat_at(up, &rel).op("stat new entry", &rel)?;
-        let f = Found {
-            top: (0, rel),
-            stat,
-            lower_dirs: Vec::new(),
-            opaque: is_dir && at != UpperAt::Absent,
-        };
-        let (_, attr) = self.node_from_new(parent, name, &f)?;
-        Ok((attr, file))
+            UpperAt::Entry(_) => Err(Errno::EEXIST),
+        }
     }
 
     /// LINK: a new name for `ino` in `newparent`.
@@ -490,275 +518,6 @@ impl OverlayFs {
             self.nodes
                 .drop_alias(child.ino, parent, &name.to_os_string(), true);
         }
-        Ok(())
-    }
-
-    /// The node the kernel knows for (parent, name), or a temporary one.
-    fn child_node(&self, parent: u64, name: &OsStr, f: &Found) -> Res<(Arc<Node>, bool)> {
-        if let Some(n) = self.nodes.child(parent, &name.to_os_string()) {
-            return Ok((n, false));
-        }
-        Ok((self.node_from_found(parent, name, f)?.0, true))
-    }
-
-    /// After a directory moved from `from` to `rel`, as kernel overlayfs records it: a
-    /// moved lower/merged dir gets a redirect to its lower origin (relative when it moved
-    /// within its directory from its origin name, else absolute); a pure upper dir moving
-    /// into a merged directory becomes opaque, so no lower entry can show through it.
-    fn fix_moved_dir(
-        &self,
-        node: &Node,
-        from: &Path,
-        rel: &Path,
-        new_parent_merged: bool,
-    ) -> Res<()> {
-        let st = node.snap();
-        if let Some(origin) = st.lowers.first() {
-            let samedir = from.parent() == rel.parent();
-            if samedir
-                && origin.1 == from
-                && let Some(n) = origin.1.file_name()
-            {
-                return self.set_redirect_value(rel, n.as_bytes());
-            }
-            self.set_redirect(rel, &origin.1)
-        } else if new_parent_merged
-            && !self
-                .stack
-                .res
-                .dir_markers(&(0, rel.to_path_buf()))
-                .op("read dir markers", rel)?
-                .0
-        {
-            self.set_opaque(self.stack.layers()[0].fd(), rel)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The redirect kernel overlayfs writes on a directory with lower contents before it
-    /// tries to move it: its current place, as a name when the move stays in the parent,
-    /// else as an absolute path. Kept when the move then fails.
-    fn redirect_before_move(
-        &self,
-        node: &Node,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-    ) -> Res<()> {
-        if !node.is_dir() || self.stack.forms.xattr_prefix.is_none() {
-            return Ok(());
-        }
-        let Some(origin) = node.snap().lowers.first().cloned() else {
-            return Ok(());
-        };
-        let here = self.nodes.path_of(parent)?.join(name);
-        let samedir = parent == newparent;
-        let existing = self
-            .stack
-            .res
-            .dir_markers(&(0, here.clone()))
-            .op("read dir markers", &here)?
-            .1;
-        if existing.is_some_and(|r| samedir || r.starts_with(b"/")) {
-            return Ok(()); // as the kernel: a redirect that stays valid is kept
-        }
-        if samedir && origin.1 == here {
-            self.set_redirect_value(&here, name.as_bytes())
-        } else {
-            self.set_redirect(&here, &origin.1)
-        }
-    }
-
-    /// RENAME with flags 0, RENAME_NOREPLACE or RENAME_EXCHANGE.
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-        newname: &OsStr,
-        flags: u32,
-    ) -> Res<()> {
-        if self.read_only {
-            return Err(Errno::EROFS);
-        }
-        let exchange = flags & sys::RENAME_EXCHANGE != 0;
-        let noreplace = flags & sys::RENAME_NOREPLACE != 0;
-        if flags & !(sys::RENAME_EXCHANGE | sys::RENAME_NOREPLACE) != 0 || (exchange && noreplace) {
-            return Err(Errno::EINVAL);
-        }
-        check_name(newname)?;
-        let pn = self.node(parent)?;
-        let npn = self.node(newparent)?;
-        let sf = self.resolve_child(&pn, name)?.ok_or(Errno::ENOENT)?;
-        let df = self.resolve_child(&npn, newname)?;
-        if noreplace && df.is_some() {
-            return Err(Errno::EEXIST);
-        }
-        if exchange && df.is_none() {
-            return Err(Errno::ENOENT);
-        }
-        let sdir = s_isdir(sf.stat.st_mode);
-        if let Some(d) = &df {
-            if d.stat.st_dev == sf.stat.st_dev && d.stat.st_ino == sf.stat.st_ino {
-                return Ok(()); // same file (or hard links to one): nothing to do
-            }
-            if !exchange {
-                let ddir = s_isdir(d.stat.st_mode);
-                if sdir && !ddir {
-                    return Err(Errno::ENOTDIR);
-                }
-                if !sdir && ddir {
-                    return Err(Errno::EISDIR);
-                }
-                if ddir && !self.merged_empty(d)? {
-                    let pure_upper =
-                        self.stack.has_upper && d.top.0 == 0 && d.lower_dirs.is_empty();
-                    if pure_upper {
-                        // Kernel overlayfs leaves this check to the real rename when the
-                        // target exists only in the upper layer, after it has copied the
-                        // source up: the same side effect, so both show the same tree.
-                        self.copy_up(&pn)?;
-                        self.copy_up(&npn)?;
-                        let (snode, tmp) = self.child_node(parent, name, &sf)?;
-                        let r = self.copy_up_via(&snode, pn.ino, name).and_then(|()| {
-                            self.redirect_before_move(&snode, parent, name, newparent)
-                        });
-                        if tmp {
-                            self.nodes.forget(snode.ino, 1);
-                        }
-                        r?;
-                    }
-                    return Err(Errno::ENOTEMPTY);
-                }
-            }
-        }
-        let (snode, s_tmp) = self.child_node(parent, name, &sf)?;
-        let mut cleanup: Vec<u64> = Vec::new();
-        if s_tmp {
-            cleanup.push(snode.ino);
-        }
-        let r = self.rename_inner(
-            &pn,
-            name,
-            &npn,
-            newname,
-            &sf,
-            df.as_ref(),
-            &snode,
-            exchange,
-            &mut cleanup,
-        );
-        for ino in cleanup {
-            self.nodes.forget(ino, 1);
-        }
-        r
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn rename_inner(
-        &self,
-        pn: &Arc<Node>,
-        name: &OsStr,
-        npn: &Arc<Node>,
-        newname: &OsStr,
-        sf: &Found,
-        df: Option<&Found>,
-        snode: &Arc<Node>,
-        exchange: bool,
-        cleanup: &mut Vec<u64>,
-    ) -> Res<()> {
-        let sdir = s_isdir(sf.stat.st_mode);
-        if sdir && !snode.snap().lowers.is_empty() && self.stack.forms.xattr_prefix.is_none() {
-            // No xattrs to record a redirect in: the caller (mv) falls back to copying.
-            return Err(Errno::EXDEV);
-        }
-        self.copy_up(pn)?;
-        self.copy_up(npn)?;
-        self.copy_up_via(snode, pn.ino, name)?;
-        let ppath = self.nodes.path_of(pn.ino)?;
-        let nppath = self.nodes.path_of(npn.ino)?;
-        let spath = ppath.join(name);
-        let dpath = nppath.join(newname);
-        let up = self.stack.layers()[0].fd();
-        let src_lower_has = self.lower_has(pn, name)?;
-        let (name_o, newname_o): (OsString, OsString) =
-            (name.to_os_string(), newname.to_os_string());
-
-        if exchange {
-            let d = df.ok_or(Errno::ENOENT)?;
-            let (dnode, d_tmp) = self.child_node(npn.ino, newname, d)?;
-            if d_tmp {
-                cleanup.push(dnode.ino);
-            }
-            if dnode.is_dir()
-                && !dnode.snap().lowers.is_empty()
-                && self.stack.forms.xattr_prefix.is_none()
-            {
-                return Err(Errno::EXDEV);
-            }
-            self.copy_up_via(&dnode, npn.ino, newname)?;
-            sys::rename_at(up, &spath, up, &dpath, sys::RENAME_EXCHANGE).op("exchange", &spath)?;
-            if snode.is_dir() {
-                self.fix_moved_dir(snode, &spath, &dpath, !npn.snap().lowers.is_empty())?;
-            }
-            if dnode.is_dir() {
-                self.fix_moved_dir(&dnode, &dpath, &spath, !pn.snap().lowers.is_empty())?;
-            }
-            self.nodes
-                .rename_alias(snode.ino, (pn.ino, &name_o), (npn.ino, &newname_o));
-            self.nodes
-                .rename_alias(dnode.ino, (npn.ino, &newname_o), (pn.ino, &name_o));
-            return Ok(());
-        }
-
-        let at = self.upper_at(&nppath, newname)?;
-        if let UpperAt::Entry(m) = at
-            && s_isdir(m)
-        {
-            self.clear_upper_dir(&dpath)?;
-            if let Some(dn) = self.nodes.child(npn.ino, &newname_o) {
-                self.keep_removed_dir(&dn, &dpath);
-            }
-        }
-        if sdir && at == UpperAt::CharWhiteout {
-            // A directory cannot replace a device: swap, then the whiteout sits at the
-            // old name, which is just right when a lower entry needs hiding there.
-            sys::rename_at(up, &spath, up, &dpath, sys::RENAME_EXCHANGE)
-                .op("exchange dir with whiteout", &dpath)?;
-            if !src_lower_has {
-                sys::unlink_at(up, &spath, false).op("unlink", &spath)?;
-            }
-        } else if src_lower_has && self.stack.forms.chardev_whiteout {
-            match sys::rename_at(up, &spath, up, &dpath, sys::RENAME_WHITEOUT) {
-                Ok(()) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) => {
-                    sys::rename_at(up, &spath, up, &dpath, 0).op("rename", &spath)?;
-                    self.make_whiteout(&ppath, name)?;
-                }
-                Err(e) => return Err(errno_at("rename with whiteout", &spath, e)),
-            }
-        } else {
-            sys::rename_at(up, &spath, up, &dpath, 0).op("rename", &spath)?;
-            if src_lower_has {
-                self.make_whiteout(&ppath, name)?;
-            }
-        }
-        if at == UpperAt::WhFile {
-            sys::unlink_at(up, &nppath.join(whiteout::wh_name(newname)), false)
-                .op("unlink whiteout", &dpath)?;
-        }
-        if sdir {
-            self.fix_moved_dir(snode, &spath, &dpath, !npn.snap().lowers.is_empty())?;
-        }
-        if df.is_some()
-            && let Some(dn) = self.nodes.child(npn.ino, &newname_o)
-        {
-            let last = df.is_none_or(|d| s_isdir(d.stat.st_mode) || d.stat.st_nlink <= 1);
-            self.nodes.drop_alias(dn.ino, npn.ino, &newname_o, last);
-        }
-        self.nodes
-            .rename_alias(snode.ino, (pn.ino, &name_o), (npn.ino, &newname_o));
         Ok(())
     }
 }
