@@ -399,6 +399,10 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
         let _ = sys::stdout_stderr_to_null();
     }
     unmount_on_signal(&req.mountpoint, signals)?;
+    // Stands in for the session's join handle below (a finished thread's handle).
+    let placeholder = std::thread::Builder::new()
+        .spawn(|| Ok(()))
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
     // fuser unmounts the mountpoint *path* when its session object goes away, and its
     // "still mounted?" check also says yes after an external umount: a new mount made
     // at the same path in between would be taken down. So the session object is never
@@ -409,9 +413,9 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
             .spawn()
             .map_err(|e| format!("serving {}: {e}", req.mountpoint.display()))?,
     );
-    // The join handle comes out of the session (a finished thread's handle takes its
-    // place): joining through the session would drop it.
-    let guard = std::mem::replace(&mut bg.guard, std::thread::spawn(|| Ok(())));
+    // The join handle comes out of the session (the placeholder takes its place):
+    // joining through the session would drop it.
+    let guard = std::mem::replace(&mut bg.guard, placeholder);
     let served = match guard.join() {
         Ok(r) => r.map_err(|e| format!("serving {}: {e}", req.mountpoint.display())),
         Err(_) => Err(format!(
