@@ -15,11 +15,14 @@
 //!    |    store/ (above) reads layers through format/ too
 //!   format/     the overlay on-disk format: markers, override_stat, id maps, the resolver
 //!    |
-//!   sys.rs      the thin unsafe libc layer (xattrs, mknod, renameat2, ...)
+//!   sys.rs      the thin unsafe libc layer (xattrs, mknod, renameat2, signals, ...):
+//!               the one module allowed `unsafe` (denied everywhere else, below)
 //! ```
 //!
 //! The one value that crosses from the store to the filesystem is a [`mount::MountPlan`]:
 //! lower dirs (top first), upper, work.
+
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod digest;

@@ -1,7 +1,7 @@
 //! Conversions between the overlay's types and fuser's: attributes, file types, times,
 //! errnos.
 
-use crate::overlay::Attr;
+use crate::overlay::{self, Attr};
 use crate::sys;
 use fuser::{Errno, FileAttr, FileType, INodeNo, TimeOrNow};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -97,6 +97,7 @@ pub(super) fn time_arg(t: Option<TimeOrNow>) -> Option<sys::Time> {
     })
 }
 
-pub(super) fn err(e: i32) -> Errno {
-    Errno::from_i32(e)
+/// The errno of a reply.
+pub(super) fn err(e: overlay::Errno) -> Errno {
+    Errno::from_i32(e.raw())
 }

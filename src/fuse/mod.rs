@@ -5,15 +5,15 @@
 mod convert;
 
 use crate::overlay::fileops::SetAttr;
-use crate::overlay::{Attr, Ctx, OverlayFs};
+use crate::overlay::{Attr, Ctx, Errno, OverlayFs, Res};
 use crate::sys;
 use convert::{NEGATIVE, dtype_kind, err, file_attr, time_arg};
 use dashmap::DashMap;
 use fuser::{
-    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::io;
@@ -101,10 +101,7 @@ impl LayerFs {
         let mut entry = match self.backings.entry(ino) {
             dashmap::Entry::Occupied(o) => o,
             dashmap::Entry::Vacant(v) => {
-                let (file, file_upper) = self
-                    .fs
-                    .backing_file(ino)
-                    .map_err(io::Error::from_raw_os_error)?;
+                let (file, file_upper) = self.fs.backing_file(ino)?;
                 if file_upper != upper {
                     return Ok(false);
                 }
@@ -172,33 +169,33 @@ impl LayerFs {
         }
     }
 
-    fn reply_entry(&self, r: Result<Attr, i32>, reply: ReplyEntry) {
+    fn reply_entry(&self, r: Res<Attr>, reply: ReplyEntry) {
         match r {
             // Attributes of a hard-linked name stay cacheable: the inode keeps them (the
             // copy is the same inode; the other names get new ones).
             Ok(a) => {
                 reply.entry_with_ttls(&self.ttl, self.entry_ttl(&a), &file_attr(&a), Generation(0))
             }
-            Err(e) => reply.error(Errno::from_i32(e)),
+            Err(e) => reply.error(err(e)),
         }
     }
 }
 
 /// The errno of a failed xattr request: with `noxattrs=1` ENOSYS, which the kernel
 /// turns into EOPNOTSUPP for this call and every later one without asking again.
-fn xattr_err(fs: &OverlayFs, e: i32) -> Errno {
-    if fs.no_xattrs && e == libc::ENOTSUP {
-        Errno::ENOSYS
+fn xattr_err(fs: &OverlayFs, e: Errno) -> fuser::Errno {
+    if fs.no_xattrs && e == Errno::ENOTSUP {
+        err(Errno::ENOSYS)
     } else {
         err(e)
     }
 }
 
 /// getxattr/listxattr replies: size 0 asks for the length; a short buffer is ERANGE.
-fn reply_xattr(fs: &OverlayFs, r: Result<Vec<u8>, i32>, size: u32, reply: ReplyXattr) {
+fn reply_xattr(fs: &OverlayFs, r: Res<Vec<u8>>, size: u32, reply: ReplyXattr) {
     match r {
         Ok(v) if size == 0 => reply.size(v.len() as u32),
-        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(v) if v.len() > size as usize => reply.error(err(Errno::ERANGE)),
         Ok(v) => reply.data(&v),
         Err(e) => reply.error(xattr_err(fs, e)),
     }
@@ -233,7 +230,7 @@ impl Filesystem for LayerFs {
             // layerfs makes goes through the kernel's dentry cache), so the kernel may
             // cache the miss: node id 0 with a timeout is a negative entry. Creation with
             // O_EXCL, mkdir, mknod and rename targets revalidate it anyway.
-            Err(libc::ENOENT) => reply.entry(&self.ttl, &NEGATIVE, Generation(0)),
+            Err(Errno::ENOENT) => reply.entry(&self.ttl, &NEGATIVE, Generation(0)),
             r => self.reply_entry(r, reply),
         }
     }
@@ -415,7 +412,7 @@ impl Filesystem for LayerFs {
             let r = self.fs.copy_up_as_new_inode(ino.0);
             self.flush_invalidations();
             match r {
-                Ok(()) => reply.error(Errno::ESTALE),
+                Ok(()) => reply.error(err(Errno::ESTALE)),
                 Err(e) => reply.error(err(e)),
             }
             return;

@@ -14,10 +14,10 @@ pub use plan::MountPlan;
 use crate::format::idmap::IdMapper;
 use crate::fuse::LayerFs;
 use crate::overlay::{Config, OverlayFs};
+use crate::sys;
 use fuser::{MountOption, SessionACL};
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -162,7 +162,7 @@ pub fn run(req: MountRequest) -> Result<(), String> {
 
 fn remove_throwaway(o: &MountOptions) {
     if let Some(d) = &o.remove_on_unmount
-        && let Err(e) = crate::sys::remove_tree(d)
+        && let Err(e) = sys::remove_tree(d)
         && e.kind() != std::io::ErrorKind::NotFound
     {
         log::warn!("removing {}: {e}", d.display());
@@ -175,12 +175,7 @@ fn run_inner(req: &MountRequest) -> Result<(), String> {
     if !req.foreground {
         return spawn_daemon(&req);
     }
-    let mut ready: Option<OwnedFd> = std::env::var(READY_FD_ENV)
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-    // SAFETY: single-threaded at this point; the variable is ours.
-    unsafe { std::env::remove_var(READY_FD_ENV) };
+    let mut ready: Option<OwnedFd> = sys::take_fd_from_env(READY_FD_ENV);
     if req.options.debug {
         log::set_max_level(log::LevelFilter::Debug);
     }
@@ -199,11 +194,7 @@ fn run_inner(req: &MountRequest) -> Result<(), String> {
 /// Start `layerfs mount -f ...` detached, and wait for its readiness line.
 fn spawn_daemon(req: &MountRequest) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-    let mut fds = [0i32; 2];
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
-    }
-    let (rfd, wfd) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (rfd, wfd) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
     let opts = to_option_string(&req.plan, &req.options);
     let mut cmd = Command::new(exe);
     cmd.arg("mount")
@@ -211,21 +202,12 @@ fn spawn_daemon(req: &MountRequest) -> Result<(), String> {
         .arg("-o")
         .arg(&opts)
         .arg(&req.mountpoint)
-        .env(READY_FD_ENV, fds[1].to_string())
+        .env(READY_FD_ENV, wfd.as_raw_fd().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let wraw = fds[1];
-    unsafe {
-        cmd.pre_exec(move || {
-            // New session: no controlling terminal, not killed with the caller's group.
-            libc::setsid();
-            // Keep the pipe's write end across exec.
-            let fl = libc::fcntl(wraw, libc::F_GETFD);
-            libc::fcntl(wraw, libc::F_SETFD, fl & !libc::FD_CLOEXEC);
-            Ok(())
-        });
-    }
+    // Not killed with the caller's process group; the pipe's write end survives exec.
+    sys::spawn_in_new_session_keeping(&mut cmd, wfd.as_fd());
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the mount daemon: {e}"))?;
@@ -258,22 +240,10 @@ fn threads(o: &MountOptions) -> usize {
         .clamp(2, 16)
 }
 
-/// Block the termination signals in every thread; a dedicated thread waits for them.
-fn block_signals() -> libc::sigset_t {
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> {
+/// The union filesystem's configuration from a request.
+fn overlay_config(req: &MountRequest) -> Config {
     let o = &req.options;
-    let cfg = Config {
+    Config {
         lowers: req.plan.lowers.clone(),
         upper: req.plan.upper.clone(),
         work: req.plan.work.clone(),
@@ -287,19 +257,23 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
             squash_uid: o.squash_to_uid,
             squash_gid: o.squash_to_gid,
         },
-    };
-    let fs = Arc::new(OverlayFs::new(cfg)?);
+    }
+}
+
+/// fuser's session configuration: the kernel mount options, who may use the mount,
+/// worker threads.
+fn session_config(o: &MountOptions, read_only: bool) -> fuser::Config {
     let mut mo = vec![
         MountOption::FSName(o.fsname.clone().unwrap_or_else(|| "layerfs".to_string())),
         // Direct mount(2) (root) takes the subtype as a kernel option; fusermount3
         // (users) takes it as its own option. Either way /proc/mounts says fuse.layerfs.
-        if crate::sys::geteuid() == 0 {
+        if sys::geteuid() == 0 {
             MountOption::CUSTOM("subtype=layerfs".to_string())
         } else {
             MountOption::Subtype("layerfs".to_string())
         },
         MountOption::DefaultPermissions,
-        if fs.read_only {
+        if read_only {
             MountOption::RO
         } else {
             MountOption::RW
@@ -340,24 +314,30 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
     };
     config.n_threads = Some(threads(o));
     config.clone_fd = true;
+    config
+}
 
-    // Modes of new entries are the caller's (the kernel applied its umask): ours must
-    // not mask them again.
-    unsafe { libc::umask(0) };
-    let sigset = block_signals();
-    let notifier = Arc::new(std::sync::OnceLock::new());
-    let adapter = LayerFs::new(
-        Arc::clone(&fs),
-        o.timeout,
-        o.passthrough,
-        Arc::clone(&notifier),
-    );
-    let mut first = fuser::Session::new(adapter, &req.mountpoint, &config);
+/// Mount: the kernel answers INIT before this returns. Kernels without SELinux refuse
+/// the context options; as containers-storage expects, they then simply do not apply.
+fn mount_session(
+    req: &MountRequest,
+    fs: &Arc<OverlayFs>,
+    notifier: &Arc<std::sync::OnceLock<fuser::Notifier>>,
+    mut config: fuser::Config,
+) -> Result<fuser::Session<LayerFs>, String> {
+    let o = &req.options;
+    let adapter = || {
+        LayerFs::new(
+            Arc::clone(fs),
+            o.timeout,
+            o.passthrough,
+            Arc::clone(notifier),
+        )
+    };
+    let mut first = fuser::Session::new(adapter(), &req.mountpoint, &config);
     if matches!(&first, Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.to_string().contains("EINVAL"))
         && !o.passthrough_mount_opts.is_empty()
     {
-        // SELinux context options are refused by kernels without SELinux: as
-        // containers-storage expects, they then simply do not apply.
         log::warn!(
             "the kernel refused {}: mounting without them",
             o.passthrough_mount_opts.join(",")
@@ -366,15 +346,9 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
             MountOption::CUSTOM(c) => c.starts_with("subtype="),
             _ => true,
         });
-        let adapter = LayerFs::new(
-            Arc::clone(&fs),
-            o.timeout,
-            o.passthrough,
-            Arc::clone(&notifier),
-        );
-        first = fuser::Session::new(adapter, &req.mountpoint, &config);
+        first = fuser::Session::new(adapter(), &req.mountpoint, &config);
     }
-    let session = first.map_err(|e| {
+    first.map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::ENOENT) => format!("{e} (is /dev/fuse present and fusermount3 installed?)"),
             Some(libc::EACCES) | Some(libc::EPERM) => {
@@ -383,28 +357,16 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
             _ => e.to_string(),
         };
         format!("cannot mount on {}: {why}", req.mountpoint.display())
-    })?;
-    let _ = notifier.set(session.notifier());
-    // The kernel has answered INIT: the mount is usable now.
-    if let Some(fd) = ready.take() {
-        let mut f = std::fs::File::from(fd);
-        let _ = f.write_all(b"OK\n");
-        // Stop talking to the caller's pipes: a daemon must not hold them open.
-        unsafe {
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-            if null >= 0 {
-                libc::dup2(null, 1);
-                libc::dup2(null, 2);
-                libc::close(null);
-            }
-        }
-    }
-    let mp = req.mountpoint.clone();
+    })
+}
+
+/// A thread that unmounts `mountpoint` on the first termination signal.
+fn unmount_on_signal(mountpoint: &Path, signals: sys::BlockedSignals) -> Result<(), String> {
+    let mp = mountpoint.to_path_buf();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut sig: libc::c_int = 0;
-            if unsafe { libc::sigwait(&sigset, &mut sig) } == 0 {
+            if let Ok(sig) = signals.wait() {
                 log::info!("signal {sig}: unmounting {}", mp.display());
                 // While we serve, the mount at this path is ours.
                 if let Err(e) = unmount(&mp) {
@@ -412,19 +374,48 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
                 }
             }
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        .map(drop)
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
+fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> {
+    let o = &req.options;
+    let fs = Arc::new(OverlayFs::new(overlay_config(req))?);
+    let config = session_config(o, fs.read_only);
+    // Modes of new entries are the caller's (the kernel applied its umask): ours must
+    // not mask them again.
+    sys::umask(0);
+    // Blocked in every thread from here on; a dedicated thread waits for them.
+    let signals = sys::BlockedSignals::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+        .map_err(|e| format!("blocking the termination signals: {e}"))?;
+    let notifier = Arc::new(std::sync::OnceLock::new());
+    let session = mount_session(req, &fs, &notifier, config)?;
+    let _ = notifier.set(session.notifier());
+    // The kernel has answered INIT: the mount is usable now.
+    if let Some(fd) = ready.take() {
+        let mut f = std::fs::File::from(fd);
+        let _ = f.write_all(b"OK\n");
+        // Stop talking to the caller's pipes: a daemon must not hold them open.
+        let _ = sys::stdout_stderr_to_null();
+    }
+    unmount_on_signal(&req.mountpoint, signals)?;
+    // Stands in for the session's join handle below (a finished thread's handle).
+    let placeholder = std::thread::Builder::new()
+        .spawn(|| Ok(()))
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
     // fuser unmounts the mountpoint *path* when its session object goes away, and its
     // "still mounted?" check also says yes after an external umount: a new mount made
     // at the same path in between would be taken down. So the session object is never
     // dropped; the kernel ends the session (umount, fusermount3 -u, our signal thread)
     // and the process exits right after.
-    let bg = std::mem::ManuallyDrop::new(
+    let mut bg = std::mem::ManuallyDrop::new(
         session
             .spawn()
             .map_err(|e| format!("serving {}: {e}", req.mountpoint.display()))?,
     );
-    // SAFETY: `bg` is never dropped or used again; the join handle is moved out once.
-    let guard = unsafe { std::ptr::read(&bg.guard) };
+    // The join handle comes out of the session (the placeholder takes its place):
+    // joining through the session would drop it.
+    let guard = std::mem::replace(&mut bg.guard, placeholder);
     let served = match guard.join() {
         Ok(r) => r.map_err(|e| format!("serving {}: {e}", req.mountpoint.display())),
         Err(_) => Err(format!(
@@ -439,11 +430,9 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
 /// Unmount a layerfs mount: umount(2) when permitted, else `fusermount3 -u`. The daemon
 /// exits once the kernel tells it the mount is gone.
 pub fn unmount(mountpoint: &Path) -> Result<(), String> {
-    let c = crate::sys::cstr(mountpoint.as_os_str()).map_err(|e| e.to_string())?;
-    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+    let Err(err) = sys::umount(mountpoint) else {
         return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
+    };
     if err.raw_os_error() == Some(libc::EBUSY) {
         return Err(format!("unmounting {}: {err}", mountpoint.display()));
     }

@@ -228,95 +228,117 @@ pub fn parse_for(values: &[String], root: bool) -> Result<(MountPlan, MountOptio
     }
     for value in values {
         for item in split_commas(value) {
-            let (key, val) = match item.split_once('=') {
-                Some((k, v)) => (k, Some(v)),
-                None => (item.as_str(), None),
-            };
-            let need = |v: Option<&str>| -> Result<String, String> {
-                match v {
-                    Some(s) if !s.is_empty() => Ok(s.to_string()),
-                    _ => Err(format!("mount option {key} needs a value ({key}=...)")),
-                }
-            };
-            match key {
-                "lowerdir" => {
-                    let dirs = split_lowerdirs(&need(val)?);
-                    if dirs.is_empty() {
-                        return Err("mount option lowerdir= names no directory".into());
-                    }
-                    plan.lowers = dirs;
-                }
-                "upperdir" => plan.upper = Some(PathBuf::from(need(val)?)),
-                "workdir" => plan.work = Some(PathBuf::from(need(val)?)),
-                "ro" => o.read_only = true,
-                "rw" => o.read_only = false,
-                "allow_other" => o.allow_other = true,
-                "allow_root" => o.allow_root = true,
-                "debug" => o.debug = true,
-                "dev" => o.dev = true,
-                "nodev" => o.dev = false,
-                "suid" => o.suid = true,
-                "nosuid" => o.suid = false,
-                "exec" => o.exec = true,
-                "noexec" => o.exec = false,
-                "atime" => o.noatime = false,
-                "noatime" => o.noatime = true,
-                "auto_unmount" => o.auto_unmount = true,
-                "noxattrs" => o.no_xattrs = switch(key, val)?,
-                "fsync" => o.fsync = switch(key, val)?,
-                "whiteouts" => {
-                    o.oci_whiteouts = match val {
-                        Some("auto") | Some("kernel") => false,
-                        Some("oci") => true,
-                        _ => {
-                            return Err(format!(
-                                "mount option {item}: expected whiteouts=auto or whiteouts=oci"
-                            ));
-                        }
-                    }
-                }
-                "passthrough" => o.passthrough = switch(key, val)?,
-                "nopassthrough" => o.passthrough = false,
-                "timeout" => {
-                    let v = need(val)?;
-                    o.timeout = v
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|t| t.is_finite() && *t >= 0.0)
-                        .ok_or_else(|| {
-                            format!("mount option timeout={v}: not a number of seconds")
-                        })?;
-                }
-                "threads" => {
-                    let v = need(val)?;
-                    o.threads = v
-                        .parse()
-                        .map_err(|_| format!("mount option threads={v}: not a number"))?;
-                }
-                "uidmapping" => o.uid_map = parse_id_map(key, &need(val)?)?,
-                "gidmapping" => o.gid_map = parse_id_map(key, &need(val)?)?,
-                "squash_to_root" => {
-                    o.squash_to_uid = Some(0);
-                    o.squash_to_gid = Some(0);
-                }
-                "squash_to_uid" => o.squash_to_uid = Some(parse_u32(key, &need(val)?)?),
-                "squash_to_gid" => o.squash_to_gid = Some(parse_u32(key, &need(val)?)?),
-                "fsname" => o.fsname = Some(need(val)?),
-                "remove_on_unmount" => o.remove_on_unmount = Some(PathBuf::from(need(val)?)),
-                "subtype" => {}
-                "context" | "fscontext" | "defcontext" | "rootcontext" => {
-                    o.passthrough_mount_opts.push(item.clone())
-                }
-                k if k.starts_with("x-") => {}
-                k if IGNORED.contains(&k) => {}
+            apply(&mut plan, &mut o, &item)?;
+        }
+    }
+    check_layers(&plan)?;
+    Ok((plan, o))
+}
+
+/// Apply one `KEY` or `KEY=VALUE` item of an option list.
+fn apply(plan: &mut MountPlan, o: &mut MountOptions, item: &str) -> Result<(), String> {
+    let (key, val) = match item.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (item, None),
+    };
+    if apply_flag(o, key) {
+        return Ok(());
+    }
+    let need = |v: Option<&str>| -> Result<String, String> {
+        match v {
+            Some(s) if !s.is_empty() => Ok(s.to_string()),
+            _ => Err(format!("mount option {key} needs a value ({key}=...)")),
+        }
+    };
+    match key {
+        "lowerdir" => {
+            let dirs = split_lowerdirs(&need(val)?);
+            if dirs.is_empty() {
+                return Err("mount option lowerdir= names no directory".into());
+            }
+            plan.lowers = dirs;
+        }
+        "upperdir" => plan.upper = Some(PathBuf::from(need(val)?)),
+        "workdir" => plan.work = Some(PathBuf::from(need(val)?)),
+        "noxattrs" => o.no_xattrs = switch(key, val)?,
+        "fsync" => o.fsync = switch(key, val)?,
+        "whiteouts" => {
+            o.oci_whiteouts = match val {
+                Some("auto") | Some("kernel") => false,
+                Some("oci") => true,
                 _ => {
                     return Err(format!(
-                        "unknown mount option '{item}' (see `layerfs mount --help` for the list)"
+                        "mount option {item}: expected whiteouts=auto or whiteouts=oci"
                     ));
                 }
             }
         }
+        "passthrough" => o.passthrough = switch(key, val)?,
+        "timeout" => {
+            let v = need(val)?;
+            o.timeout = v
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite() && *t >= 0.0)
+                .ok_or_else(|| format!("mount option timeout={v}: not a number of seconds"))?;
+        }
+        "threads" => {
+            let v = need(val)?;
+            o.threads = v
+                .parse()
+                .map_err(|_| format!("mount option threads={v}: not a number"))?;
+        }
+        "uidmapping" => o.uid_map = parse_id_map(key, &need(val)?)?,
+        "gidmapping" => o.gid_map = parse_id_map(key, &need(val)?)?,
+        "squash_to_uid" => o.squash_to_uid = Some(parse_u32(key, &need(val)?)?),
+        "squash_to_gid" => o.squash_to_gid = Some(parse_u32(key, &need(val)?)?),
+        "fsname" => o.fsname = Some(need(val)?),
+        "remove_on_unmount" => o.remove_on_unmount = Some(PathBuf::from(need(val)?)),
+        "subtype" => {}
+        "context" | "fscontext" | "defcontext" | "rootcontext" => {
+            o.passthrough_mount_opts.push(item.to_string())
+        }
+        k if k.starts_with("x-") => {}
+        k if IGNORED.contains(&k) => {}
+        _ => {
+            return Err(format!(
+                "unknown mount option '{item}' (see `layerfs mount --help` for the list)"
+            ));
+        }
     }
+    Ok(())
+}
+
+/// A flag (an option that takes no value; one given is ignored): false when `key` is
+/// not one.
+fn apply_flag(o: &mut MountOptions, key: &str) -> bool {
+    match key {
+        "ro" => o.read_only = true,
+        "rw" => o.read_only = false,
+        "allow_other" => o.allow_other = true,
+        "allow_root" => o.allow_root = true,
+        "debug" => o.debug = true,
+        "dev" => o.dev = true,
+        "nodev" => o.dev = false,
+        "suid" => o.suid = true,
+        "nosuid" => o.suid = false,
+        "exec" => o.exec = true,
+        "noexec" => o.exec = false,
+        "atime" => o.noatime = false,
+        "noatime" => o.noatime = true,
+        "auto_unmount" => o.auto_unmount = true,
+        "nopassthrough" => o.passthrough = false,
+        "squash_to_root" => {
+            o.squash_to_uid = Some(0);
+            o.squash_to_gid = Some(0);
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Layers enough to mount: some lower or an upper, and upper and work together.
+fn check_layers(plan: &MountPlan) -> Result<(), String> {
     if plan.upper.is_some() != plan.work.is_some() {
         return Err(if plan.upper.is_some() {
             "upperdir= needs workdir= too (a directory on the same filesystem as upperdir)".into()
@@ -327,7 +349,7 @@ pub fn parse_for(values: &[String], root: bool) -> Result<(MountPlan, MountOptio
     if plan.lowers.is_empty() && plan.upper.is_none() {
         return Err("no layers: give -o lowerdir=DIR[:DIR...] (and upperdir=,workdir= for a writable mount)".into());
     }
-    Ok((plan, o))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! leaves at most a temp file in the workdir, which the next mount removes.
 
 use super::nodes::Node;
-use super::{OverlayFs, Res, eno};
+use super::{Errno, IoOp, OverlayFs, Res};
 use crate::format::{owner, whiteout};
 use crate::sys;
 use std::ffi::OsStr;
@@ -113,6 +113,28 @@ fn copy_xattrs(
     Ok(())
 }
 
+/// Rename the finished copy `tmp` in the workdir to `path` in the upper layer, keeping
+/// the parent's timestamps as they were (the kernel does the same).
+fn rename_keeping_parent_times(
+    work: BorrowedFd<'_>,
+    tmp: &Path,
+    upper: BorrowedFd<'_>,
+    path: &Path,
+) -> io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let pst = sys::lstat_at(upper, parent).ok();
+    sys::rename_at(work, tmp, upper, path, 0)?;
+    if let Some(p) = pst {
+        let _ = sys::utimens_at(
+            upper,
+            parent,
+            sys::Time::At(p.st_atime, p.st_atime_nsec),
+            sys::Time::At(p.st_mtime, p.st_mtime_nsec),
+        );
+    }
+    Ok(())
+}
+
 impl OverlayFs {
     /// Make sure `node` exists in the upper layer (parents first). Idempotent; two
     /// threads copying the same node produce one copy.
@@ -140,18 +162,18 @@ impl OverlayFs {
             return Ok(());
         }
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
-        let _g = node.copy_lock.lock().map_err(|_| libc::EIO)?;
+        let _g = node.copy_lock.lock().map_err(|_| Errno::EIO)?;
         let st = node.snap();
         if st.upper {
             return Ok(());
         }
-        let (parent, _) = st.aliases.first().cloned().ok_or(libc::ENOENT)?;
+        let (parent, _) = st.aliases.first().cloned().ok_or(Errno::ENOENT)?;
         let pnode = self.node(parent)?;
         self.copy_up(&pnode)?;
         let path = self.nodes.path_of(node.ino)?;
-        let src = st.lowers.first().cloned().ok_or(libc::EIO)?;
+        let src = st.lowers.first().cloned().ok_or(Errno::EIO)?;
         self.copy_one(node, &src, &path, no_data)
     }
 
@@ -162,13 +184,14 @@ impl OverlayFs {
     pub fn copy_up_as_new_inode(&self, ino: u64) -> Res<()> {
         let node = self.node(ino)?;
         if node.snap().lowers.is_empty() {
-            return Err(libc::EIO); // never was a lower file: nothing to keep it on
+            return Err(Errno::EIO); // never was a lower file: nothing to keep it on
         }
         self.copy_up(&node)?;
-        let _g = node.copy_lock.lock().map_err(|_| libc::EIO)?;
+        let _g = node.copy_lock.lock().map_err(|_| Errno::EIO)?;
         let upper_backing = node.snap().backing;
-        let lower = node.snap().lowers.first().cloned().ok_or(libc::EIO)?;
-        let lst = sys::lstat_at(self.stack.layers()[lower.0].fd(), &lower.1).map_err(eno)?;
+        let lower = node.snap().lowers.first().cloned().ok_or(Errno::EIO)?;
+        let lst = sys::lstat_at(self.stack.layers()[lower.0].fd(), &lower.1)
+            .op("stat lower file", &lower.1)?;
         self.nodes.unmap_backing(upper_backing);
         self.nodes.drop_all_aliases(ino);
         node.update(|s| {
@@ -188,73 +211,18 @@ impl OverlayFs {
         let work = self.work()?;
         let upper = self.stack.layers()[0].fd();
         let sl = &self.stack.layers()[src.0];
-        let sst = sys::lstat_at(sl.fd(), &src.1).map_err(eno)?;
+        let sst = sys::lstat_at(sl.fd(), &src.1).op("copy-up: stat", &src.1)?;
         let tmp = self.tmp_name();
         let kind = sst.st_mode & libc::S_IFMT;
-        let result = (|| -> io::Result<()> {
-            match kind {
-                libc::S_IFDIR => {
-                    sys::mkdir_at(work, &tmp, 0o700)?;
-                    self.copy_meta(&sst, sl.fd(), &src.1, work, &tmp, None)?;
-                }
-                libc::S_IFREG => {
-                    let sfd = sys::open_at(sl.fd(), &src.1, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
-                    let dfd = sys::open_at(
-                        work,
-                        &tmp,
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                        0o600,
-                    )?;
-                    if !no_data {
-                        copy_data(sfd.as_fd(), dfd.as_fd(), sst.st_size as u64)?;
-                    }
-                    self.copy_meta(&sst, sl.fd(), &src.1, work, &tmp, Some(dfd.as_fd()))?;
-                    if self.fsync {
-                        sys::fsync(dfd.as_fd(), false)?;
-                    }
-                }
-                libc::S_IFLNK => {
-                    let target = sys::readlink_at(sl.fd(), &src.1)?;
-                    sys::symlink_at(&target, work, &tmp)?;
-                    self.copy_meta(&sst, sl.fd(), &src.1, work, &tmp, None)?;
-                }
-                _ => {
-                    match sys::mknod_at(work, &tmp, sst.st_mode, sst.st_rdev) {
-                        Ok(()) => {}
-                        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                            // Unprivileged: a plain file stands in for the device.
-                            drop(sys::open_at(
-                                work,
-                                &tmp,
-                                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
-                                0o600,
-                            )?);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    self.copy_meta(&sst, sl.fd(), &src.1, work, &tmp, None)?;
-                }
-            }
-            // Keep the parent's timestamps as they were (the kernel does the same).
-            let parent = path.parent().unwrap_or(Path::new(""));
-            let pst = sys::lstat_at(upper, parent).ok();
-            sys::rename_at(work, &tmp, upper, path, 0)?;
-            if let Some(p) = pst {
-                let _ = sys::utimens_at(
-                    upper,
-                    parent,
-                    sys::Time::At(p.st_atime, p.st_atime_nsec),
-                    sys::Time::At(p.st_mtime, p.st_mtime_nsec),
-                );
-            }
-            Ok(())
-        })();
+        let result = self
+            .build_copy(&sst, sl.fd(), &src.1, work, &tmp, no_data)
+            .and_then(|()| rename_keeping_parent_times(work, &tmp, upper, path));
         if let Err(e) = result {
             let _ = sys::remove_tree_at(work, &tmp);
             log::warn!("copy-up of {} failed: {e}", path.display());
-            return Err(eno(e));
+            return Err(e.into());
         }
-        let ust = sys::lstat_at(upper, path).map_err(eno)?;
+        let ust = sys::lstat_at(upper, path).op("copy-up: stat the copy", path)?;
         let backing = (ust.st_dev, ust.st_ino);
         self.nodes.map_backing(backing, node.ino);
         node.update(|s| {
@@ -271,6 +239,55 @@ impl OverlayFs {
             self.queue_inode_invalidation(node.ino);
         }
         Ok(())
+    }
+
+    /// Build the copy of the lower entry `srel` under `sdir` (its stat `sst`) at `tmp` in
+    /// the workdir: data (unless `no_data`), then metadata; fsynced when asked.
+    fn build_copy(
+        &self,
+        sst: &sys::Stat,
+        sdir: BorrowedFd<'_>,
+        srel: &Path,
+        work: BorrowedFd<'_>,
+        tmp: &Path,
+        no_data: bool,
+    ) -> io::Result<()> {
+        match sst.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                sys::mkdir_at(work, tmp, 0o700)?;
+                self.copy_meta(sst, sdir, srel, work, tmp, None)
+            }
+            libc::S_IFREG => {
+                let sfd = sys::open_at(sdir, srel, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
+                let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+                let dfd = sys::open_at(work, tmp, flags, 0o600)?;
+                if !no_data {
+                    copy_data(sfd.as_fd(), dfd.as_fd(), sst.st_size as u64)?;
+                }
+                self.copy_meta(sst, sdir, srel, work, tmp, Some(dfd.as_fd()))?;
+                if self.fsync {
+                    sys::fsync(dfd.as_fd(), false)?;
+                }
+                Ok(())
+            }
+            libc::S_IFLNK => {
+                let target = sys::readlink_at(sdir, srel)?;
+                sys::symlink_at(&target, work, tmp)?;
+                self.copy_meta(sst, sdir, srel, work, tmp, None)
+            }
+            _ => {
+                match sys::mknod_at(work, tmp, sst.st_mode, sst.st_rdev) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                        // Unprivileged: a plain file stands in for the device.
+                        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
+                        drop(sys::open_at(work, tmp, flags, 0o600)?);
+                    }
+                    Err(e) => return Err(e),
+                }
+                self.copy_meta(sst, sdir, srel, work, tmp, None)
+            }
+        }
     }
 
     /// Owner, xattrs, mode, times of a fresh copy `drel` under `ddir` from `sst`.

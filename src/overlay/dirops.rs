@@ -1,18 +1,21 @@
-//! Namespace changes: create, mkdir, mknod, symlink, link, unlink, rmdir, rename — with
-//! the whiteouts, opaque markers and redirects that keep lower entries hidden or found.
+//! Namespace changes: create, mkdir, mknod, symlink, link, unlink, rmdir, rename (in
+//! `rename.rs`) — with the whiteouts, opaque markers and redirects that keep lower
+//! entries hidden or found.
 
 use super::nodes::Node;
-use super::{Attr, Ctx, OverlayFs, Res, eno};
+use super::{Attr, Ctx, Errno, IoOp, OverlayFs, Res, errno_at};
 use crate::format::resolve::{Found, s_isdir};
 use crate::format::{owner, whiteout};
 use crate::sys;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
+
+mod rename;
 
 /// What the upper layer holds at a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,16 +34,62 @@ pub enum NewKind<'a> {
     Symlink { target: &'a OsStr },
 }
 
+impl NewKind<'_> {
+    /// Make the entry at (`dir`, `p`) with the caller's `umask` applied: the open file of
+    /// a new regular file, and the mode made.
+    fn make(&self, umask: u32, dir: BorrowedFd<'_>, p: &Path) -> io::Result<(Option<File>, u32)> {
+        match self {
+            NewKind::File { mode, flags } => {
+                let m = mode & !umask & 0o7777;
+                let keep = flags
+                    & (libc::O_ACCMODE
+                        | libc::O_APPEND
+                        | libc::O_NOATIME
+                        | libc::O_DIRECT
+                        | libc::O_SYNC
+                        | libc::O_DSYNC);
+                let mut acc = keep;
+                if acc & libc::O_ACCMODE == libc::O_RDONLY {
+                    acc = (acc & !libc::O_ACCMODE) | libc::O_RDWR;
+                }
+                let fd: OwnedFd = sys::open_at(
+                    dir,
+                    p,
+                    acc | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                    m,
+                )?;
+                Ok((Some(File::from(fd)), libc::S_IFREG | m))
+            }
+            NewKind::Dir { mode } => {
+                let m = mode & !umask & 0o7777;
+                // The daemon runs with umask 0: the mode is exact, and a setgid parent
+                // passes its bit on as the filesystem does it.
+                sys::mkdir_at(dir, p, m)?;
+                Ok((None, libc::S_IFDIR | m))
+            }
+            NewKind::Node { mode, rdev } => {
+                let m = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
+                sys::mknod_at(dir, p, m, *rdev)?;
+                Ok((None, m))
+            }
+            NewKind::Symlink { target } => {
+                sys::symlink_at(target, dir, p)?;
+                Ok((None, libc::S_IFLNK | 0o777))
+            }
+        }
+    }
+}
+
 fn check_name(name: &OsStr) -> Res<()> {
     if name.is_empty() || name.as_bytes().contains(&b'/') {
-        return Err(libc::EINVAL);
+        return Err(Errno::EINVAL);
     }
     if name.len() > 255 {
-        return Err(libc::ENAMETOOLONG);
+        return Err(Errno::ENAMETOOLONG);
     }
     if whiteout::classify_name(name) != whiteout::NameClass::Normal {
         // `.wh.*` names are whiteouts in the on-disk format: they cannot be files too.
-        return Err(libc::EINVAL);
+        return Err(Errno::EINVAL);
     }
     Ok(())
 }
@@ -62,10 +111,10 @@ impl OverlayFs {
                     {
                         Ok(UpperAt::Absent)
                     }
-                    Err(e) => Err(eno(e)),
+                    Err(e) => Err(errno_at("stat", &ppath.join(whiteout::wh_name(name)), e)),
                 }
             }
-            Err(e) => Err(eno(e)),
+            Err(e) => Err(errno_at("stat", &ppath.join(name), e)),
         }
     }
 
@@ -76,7 +125,7 @@ impl OverlayFs {
             .stack
             .res
             .resolve(&lowers, name)
-            .map_err(eno)?
+            .map_err(|e| errno_at("lookup in lower dirs", Path::new(name), e))?
             .is_some())
     }
 
@@ -87,18 +136,21 @@ impl OverlayFs {
         if self.stack.forms.chardev_whiteout {
             let work = self.work()?;
             let tmp = self.tmp_name();
-            sys::mknod_at(work, &tmp, libc::S_IFCHR, 0).map_err(eno)?;
+            sys::mknod_at(work, &tmp, libc::S_IFCHR, 0).op("mknod whiteout", &tmp)?;
             if let Err(e) = sys::rename_at(work, &tmp, up, &rel, 0) {
                 let _ = sys::unlink_at(work, &tmp, false);
-                return Err(eno(e));
+                return Err(errno_at("rename whiteout into place", &rel, e));
             }
         } else {
             let wh = ppath.join(whiteout::wh_name(name));
-            drop(sys::open_at(up, &wh, libc::O_CREAT | libc::O_WRONLY, 0).map_err(eno)?);
+            drop(
+                sys::open_at(up, &wh, libc::O_CREAT | libc::O_WRONLY, 0)
+                    .op("create whiteout", &wh)?,
+            );
             match sys::unlink_at(up, &rel, false) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(eno(e)),
+                Err(e) => return Err(errno_at("unlink", &rel, e)),
             }
         }
         Ok(())
@@ -109,11 +161,14 @@ impl OverlayFs {
         match self.stack.forms.xattr_prefix {
             Some(p) => {
                 let name = format!("{p}opaque");
-                sys::set_xattr_at(dir, rel, OsStr::new(&name), b"y", 0).map_err(eno)
+                sys::set_xattr_at(dir, rel, OsStr::new(&name), b"y", 0).op("set opaque xattr", rel)
             }
             None => {
                 let m = rel.join(OsStr::from_bytes(whiteout::OPAQUE_MARKER));
-                drop(sys::open_at(dir, &m, libc::O_CREAT | libc::O_WRONLY, 0).map_err(eno)?);
+                drop(
+                    sys::open_at(dir, &m, libc::O_CREAT | libc::O_WRONLY, 0)
+                        .op("create opaque marker", &m)?,
+                );
                 Ok(())
             }
         }
@@ -126,9 +181,10 @@ impl OverlayFs {
     }
 
     fn set_redirect_value(&self, rel: &Path, v: &[u8]) -> Res<()> {
-        let p = self.stack.forms.xattr_prefix.ok_or(libc::EXDEV)?;
+        let p = self.stack.forms.xattr_prefix.ok_or(Errno::EXDEV)?;
         let name = format!("{p}redirect");
-        sys::set_xattr_at(self.stack.layers()[0].fd(), rel, OsStr::new(&name), v, 0).map_err(eno)
+        sys::set_xattr_at(self.stack.layers()[0].fd(), rel, OsStr::new(&name), v, 0)
+            .op("set redirect", rel)
     }
 
     /// Give a new entry the caller's ownership (setgid directories pass their group on).
@@ -146,7 +202,7 @@ impl OverlayFs {
             ctx.gid
         };
         let (uid, gid) = self.ids.store(ctx.uid, gid);
-        let st = sys::lstat_at(dir, rel).map_err(eno)?;
+        let st = sys::lstat_at(dir, rel).op("stat new entry", rel)?;
         if st.st_uid == uid && st.st_gid == gid {
             return Ok(());
         }
@@ -158,9 +214,9 @@ impl OverlayFs {
                     && kind != libc::S_IFDIR
                     && kind != libc::S_IFLNK
                 {
-                    let now = sys::lstat_at(dir, rel).map_err(eno)?;
+                    let now = sys::lstat_at(dir, rel).op("stat new entry", rel)?;
                     let want = (now.st_mode & 0o7777) | (mode & (libc::S_ISUID | libc::S_ISGID));
-                    sys::chmod_at(dir, rel, want).map_err(eno)?;
+                    sys::chmod_at(dir, rel, want).op("chmod new entry", rel)?;
                 }
                 Ok(())
             }
@@ -170,9 +226,9 @@ impl OverlayFs {
                 }
                 let v = owner::Override::new(uid, gid, mode).value();
                 sys::set_xattr_at(dir, rel, OsStr::new(owner::OVERRIDE_XATTR), v.as_bytes(), 0)
-                    .map_err(eno)
+                    .op("set override_stat", rel)
             }
-            Err(e) => Err(eno(e)),
+            Err(e) => Err(errno_at("chown new entry", rel, e)),
         }
     }
 
@@ -185,12 +241,12 @@ impl OverlayFs {
         kind: NewKind<'_>,
     ) -> Res<(Attr, Option<File>)> {
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         check_name(name)?;
         let pnode = self.node(parent)?;
         if !pnode.is_dir() {
-            return Err(libc::ENOTDIR);
+            return Err(Errno::ENOTDIR);
         }
         // The kernel holds the parent locked and has just looked the name up and found
         // nothing (every change goes through us), so only the upper layer needs a look:
@@ -202,99 +258,13 @@ impl OverlayFs {
         let up = self.stack.layers()[0].fd();
         let at = self.upper_at(&ppath, name)?;
         if let UpperAt::Entry(_) = at {
-            return Err(libc::EEXIST);
+            return Err(Errno::EEXIST);
         }
         let is_dir = matches!(kind, NewKind::Dir { .. });
-        let umask = ctx.umask;
-        let make = |dir: BorrowedFd<'_>, p: &Path| -> io::Result<(Option<File>, u32)> {
-            match &kind {
-                NewKind::File { mode, flags } => {
-                    let m = mode & !umask & 0o7777;
-                    let keep = flags
-                        & (libc::O_ACCMODE
-                            | libc::O_APPEND
-                            | libc::O_NOATIME
-                            | libc::O_DIRECT
-                            | libc::O_SYNC
-                            | libc::O_DSYNC);
-                    let mut acc = keep;
-                    if acc & libc::O_ACCMODE == libc::O_RDONLY {
-                        acc = (acc & !libc::O_ACCMODE) | libc::O_RDWR;
-                    }
-                    let fd: OwnedFd = sys::open_at(
-                        dir,
-                        p,
-                        acc | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                        m,
-                    )?;
-                    Ok((Some(File::from(fd)), libc::S_IFREG | m))
-                }
-                NewKind::Dir { mode } => {
-                    let m = mode & !umask & 0o7777;
-                    // The daemon runs with umask 0: the mode is exact, and a setgid
-                    // parent passes its bit on as the filesystem does it.
-                    sys::mkdir_at(dir, p, m)?;
-                    Ok((None, libc::S_IFDIR | m))
-                }
-                NewKind::Node { mode, rdev } => {
-                    let m = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
-                    sys::mknod_at(dir, p, m, *rdev)?;
-                    Ok((None, m))
-                }
-                NewKind::Symlink { target } => {
-                    sys::symlink_at(target, dir, p)?;
-                    Ok((None, libc::S_IFLNK | 0o777))
-                }
-            }
-        };
-        let file = match at {
-            UpperAt::CharWhiteout => {
-                let work = self.work()?;
-                let tmp = self.tmp_name();
-                let (file, mode) = make(work, &tmp).map_err(eno)?;
-                let done = (|| -> Res<()> {
-                    if is_dir {
-                        self.set_opaque(work, &tmp)?;
-                    }
-                    self.set_owner(ctx, &pattr, work, &tmp, mode)?;
-                    if is_dir {
-                        sys::rename_at(work, &tmp, up, &rel, sys::RENAME_EXCHANGE).map_err(eno)?;
-                        let _ = sys::unlink_at(work, &tmp, false);
-                    } else {
-                        sys::rename_at(work, &tmp, up, &rel, 0).map_err(eno)?;
-                    }
-                    Ok(())
-                })();
-                if let Err(e) = done {
-                    let _ = sys::remove_tree_at(work, &tmp);
-                    return Err(e);
-                }
-                file
-            }
-            UpperAt::WhFile | UpperAt::Absent => {
-                let (file, mode) = make(up, &rel).map_err(eno)?;
-                let done = (|| -> Res<()> {
-                    if is_dir && at == UpperAt::WhFile {
-                        self.set_opaque(up, &rel)?;
-                    }
-                    self.set_owner(ctx, &pattr, up, &rel, mode)?;
-                    if at == UpperAt::WhFile {
-                        sys::unlink_at(up, &ppath.join(whiteout::wh_name(name)), false)
-                            .map_err(eno)?;
-                    }
-                    Ok(())
-                })();
-                if let Err(e) = done {
-                    let _ = sys::remove_tree_at(up, &rel);
-                    return Err(e);
-                }
-                file
-            }
-            UpperAt::Entry(_) => return Err(libc::EEXIST),
-        };
+        let file = self.place_new(ctx, &pattr, &ppath, name, &kind, at)?;
         // A new entry lives in the upper layer only: nothing below shows through it
         // (where a lower one was deleted, the whiteout made it opaque).
-        let stat = sys::lstat_at(up, &rel).map_err(eno)?;
+        let stat = sys::lstat_at(up, &rel).op("stat new entry", &rel)?;
         let f = Found {
             top: (0, rel),
             stat,
@@ -305,19 +275,86 @@ impl OverlayFs {
         Ok((attr, file))
     }
 
+    /// Make the new entry `ppath/name` in the upper layer, where `at` is what is there
+    /// now: over a whiteout device it is built in the workdir and renamed (a directory
+    /// exchanged) over the device; a `.wh.` file is removed once the entry exists. A
+    /// directory that hides a deleted lower one is opaque.
+    fn place_new(
+        &self,
+        ctx: &Ctx,
+        pattr: &Attr,
+        ppath: &Path,
+        name: &OsStr,
+        kind: &NewKind<'_>,
+        at: UpperAt,
+    ) -> Res<Option<File>> {
+        let up = self.stack.layers()[0].fd();
+        let rel = ppath.join(name);
+        let is_dir = matches!(kind, NewKind::Dir { .. });
+        match at {
+            UpperAt::CharWhiteout => {
+                let work = self.work()?;
+                let tmp = self.tmp_name();
+                let (file, mode) = kind
+                    .make(ctx.umask, work, &tmp)
+                    .op("create in workdir", &tmp)?;
+                let done = (|| -> Res<()> {
+                    if is_dir {
+                        self.set_opaque(work, &tmp)?;
+                    }
+                    self.set_owner(ctx, pattr, work, &tmp, mode)?;
+                    if is_dir {
+                        sys::rename_at(work, &tmp, up, &rel, sys::RENAME_EXCHANGE)
+                            .op("rename new dir into place", &rel)?;
+                        let _ = sys::unlink_at(work, &tmp, false);
+                    } else {
+                        sys::rename_at(work, &tmp, up, &rel, 0)
+                            .op("rename new entry into place", &rel)?;
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = done {
+                    let _ = sys::remove_tree_at(work, &tmp);
+                    return Err(e);
+                }
+                Ok(file)
+            }
+            UpperAt::WhFile | UpperAt::Absent => {
+                let (file, mode) = kind.make(ctx.umask, up, &rel).op("create", &rel)?;
+                let done = (|| -> Res<()> {
+                    if is_dir && at == UpperAt::WhFile {
+                        self.set_opaque(up, &rel)?;
+                    }
+                    self.set_owner(ctx, pattr, up, &rel, mode)?;
+                    if at == UpperAt::WhFile {
+                        sys::unlink_at(up, &ppath.join(whiteout::wh_name(name)), false)
+                            .op("unlink whiteout", &rel)?;
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = done {
+                    let _ = sys::remove_tree_at(up, &rel);
+                    return Err(e);
+                }
+                Ok(file)
+            }
+            UpperAt::Entry(_) => Err(Errno::EEXIST),
+        }
+    }
+
     /// LINK: a new name for `ino` in `newparent`.
     pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Res<Attr> {
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         check_name(newname)?;
         let node = self.node(ino)?;
         if node.is_dir() {
-            return Err(libc::EPERM);
+            return Err(Errno::EPERM);
         }
         let pnode = self.node(newparent)?;
         if self.resolve_child(&pnode, newname)?.is_some() {
-            return Err(libc::EEXIST);
+            return Err(Errno::EEXIST);
         }
         self.copy_up(&node)?;
         self.copy_up(&pnode)?;
@@ -326,23 +363,24 @@ impl OverlayFs {
         let rel = ppath.join(newname);
         let up = self.stack.layers()[0].fd();
         match self.upper_at(&ppath, newname)? {
-            UpperAt::Entry(_) => return Err(libc::EEXIST),
+            UpperAt::Entry(_) => return Err(Errno::EEXIST),
             UpperAt::CharWhiteout => {
                 let work = self.work()?;
                 let tmp = self.tmp_name();
-                sys::link_at(up, &src, work, &tmp).map_err(eno)?;
+                sys::link_at(up, &src, work, &tmp).op("link in workdir", &src)?;
                 if let Err(e) = sys::rename_at(work, &tmp, up, &rel, 0) {
                     let _ = sys::unlink_at(work, &tmp, false);
-                    return Err(eno(e));
+                    return Err(errno_at("rename link into place", &rel, e));
                 }
             }
             UpperAt::WhFile => {
-                sys::link_at(up, &src, up, &rel).map_err(eno)?;
-                sys::unlink_at(up, &ppath.join(whiteout::wh_name(newname)), false).map_err(eno)?;
+                sys::link_at(up, &src, up, &rel).op("link", &rel)?;
+                sys::unlink_at(up, &ppath.join(whiteout::wh_name(newname)), false)
+                    .op("unlink whiteout", &rel)?;
             }
-            UpperAt::Absent => sys::link_at(up, &src, up, &rel).map_err(eno)?,
+            UpperAt::Absent => sys::link_at(up, &src, up, &rel).op("link", &rel)?,
         }
-        let f = self.resolve_child(&pnode, newname)?.ok_or(libc::EIO)?;
+        let f = self.resolve_child(&pnode, newname)?.ok_or(Errno::EIO)?;
         let (_, attr) = self.node_from_found(newparent, newname, &f)?;
         Ok(attr)
     }
@@ -350,12 +388,12 @@ impl OverlayFs {
     /// UNLINK a non-directory.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Res<()> {
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         let pnode = self.node(parent)?;
-        let f = self.resolve_child(&pnode, name)?.ok_or(libc::ENOENT)?;
+        let f = self.resolve_child(&pnode, name)?.ok_or(Errno::ENOENT)?;
         if s_isdir(f.stat.st_mode) {
-            return Err(libc::EISDIR);
+            return Err(Errno::EISDIR);
         }
         self.copy_up(&pnode)?;
         let ppath = self.nodes.path_of(parent)?;
@@ -364,7 +402,8 @@ impl OverlayFs {
         if lower_has {
             self.make_whiteout(&ppath, name)?;
         } else if in_upper {
-            sys::unlink_at(self.stack.layers()[0].fd(), &ppath.join(name), false).map_err(eno)?;
+            sys::unlink_at(self.stack.layers()[0].fd(), &ppath.join(name), false)
+                .op("unlink", &ppath.join(name))?;
         }
         if let Some(child) = self.nodes.child(parent, &name.to_os_string()) {
             self.nodes.drop_alias(
@@ -388,7 +427,7 @@ impl OverlayFs {
             .stack
             .res
             .list(&self.dirs_of_found(f))
-            .map_err(eno)?
+            .op("readdir", &f.top.1)?
             .is_empty())
     }
 
@@ -401,9 +440,9 @@ impl OverlayFs {
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
             0,
         )
-        .map_err(eno)?;
-        for (n, _, _) in sys::read_dir_fd(fd).map_err(eno)? {
-            sys::remove_tree_at(up, &rel.join(n)).map_err(eno)?;
+        .op("open dir to clear", rel)?;
+        for (n, _, _) in sys::read_dir_fd(fd).op("read dir to clear", rel)? {
+            sys::remove_tree_at(up, &rel.join(n)).op("clear dir", rel)?;
         }
         Ok(())
     }
@@ -427,15 +466,15 @@ impl OverlayFs {
     /// RMDIR: only when empty in the merged view.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Res<()> {
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         let pnode = self.node(parent)?;
-        let f = self.resolve_child(&pnode, name)?.ok_or(libc::ENOENT)?;
+        let f = self.resolve_child(&pnode, name)?.ok_or(Errno::ENOENT)?;
         if !s_isdir(f.stat.st_mode) {
-            return Err(libc::ENOTDIR);
+            return Err(Errno::ENOTDIR);
         }
         if !self.merged_empty(&f)? {
-            return Err(libc::ENOTEMPTY);
+            return Err(Errno::ENOTEMPTY);
         }
         self.copy_up(&pnode)?;
         let ppath = self.nodes.path_of(parent)?;
@@ -456,19 +495,22 @@ impl OverlayFs {
             }
             let tmp = self.tmp_name();
             if lower_has && self.stack.forms.chardev_whiteout {
-                sys::mknod_at(work, &tmp, libc::S_IFCHR, 0).map_err(eno)?;
+                sys::mknod_at(work, &tmp, libc::S_IFCHR, 0).op("mknod whiteout", &tmp)?;
                 if let Err(e) = sys::rename_at(work, &tmp, up, &rel, sys::RENAME_EXCHANGE) {
                     let _ = sys::unlink_at(work, &tmp, false);
-                    return Err(eno(e));
+                    return Err(errno_at("exchange dir with whiteout", &rel, e));
                 }
             } else {
                 if lower_has {
                     let wh = ppath.join(whiteout::wh_name(name));
-                    drop(sys::open_at(up, &wh, libc::O_CREAT | libc::O_WRONLY, 0).map_err(eno)?);
+                    drop(
+                        sys::open_at(up, &wh, libc::O_CREAT | libc::O_WRONLY, 0)
+                            .op("create whiteout", &wh)?,
+                    );
                 }
-                sys::rename_at(up, &rel, work, &tmp, 0).map_err(eno)?;
+                sys::rename_at(up, &rel, work, &tmp, 0).op("move dir to workdir", &rel)?;
             }
-            sys::remove_tree_at(work, &tmp).map_err(eno)?;
+            sys::remove_tree_at(work, &tmp).op("remove dir in workdir", &tmp)?;
         } else if lower_has {
             self.make_whiteout(&ppath, name)?;
         }
@@ -476,273 +518,6 @@ impl OverlayFs {
             self.nodes
                 .drop_alias(child.ino, parent, &name.to_os_string(), true);
         }
-        Ok(())
-    }
-
-    /// The node the kernel knows for (parent, name), or a temporary one.
-    fn child_node(&self, parent: u64, name: &OsStr, f: &Found) -> Res<(Arc<Node>, bool)> {
-        if let Some(n) = self.nodes.child(parent, &name.to_os_string()) {
-            return Ok((n, false));
-        }
-        Ok((self.node_from_found(parent, name, f)?.0, true))
-    }
-
-    /// After a directory moved from `from` to `rel`, as kernel overlayfs records it: a
-    /// moved lower/merged dir gets a redirect to its lower origin (relative when it moved
-    /// within its directory from its origin name, else absolute); a pure upper dir moving
-    /// into a merged directory becomes opaque, so no lower entry can show through it.
-    fn fix_moved_dir(
-        &self,
-        node: &Node,
-        from: &Path,
-        rel: &Path,
-        new_parent_merged: bool,
-    ) -> Res<()> {
-        let st = node.snap();
-        if let Some(origin) = st.lowers.first() {
-            let samedir = from.parent() == rel.parent();
-            if samedir
-                && origin.1 == from
-                && let Some(n) = origin.1.file_name()
-            {
-                return self.set_redirect_value(rel, n.as_bytes());
-            }
-            self.set_redirect(rel, &origin.1)
-        } else if new_parent_merged
-            && !self
-                .stack
-                .res
-                .dir_markers(&(0, rel.to_path_buf()))
-                .map_err(eno)?
-                .0
-        {
-            self.set_opaque(self.stack.layers()[0].fd(), rel)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The redirect kernel overlayfs writes on a directory with lower contents before it
-    /// tries to move it: its current place, as a name when the move stays in the parent,
-    /// else as an absolute path. Kept when the move then fails.
-    fn redirect_before_move(
-        &self,
-        node: &Node,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-    ) -> Res<()> {
-        if !node.is_dir() || self.stack.forms.xattr_prefix.is_none() {
-            return Ok(());
-        }
-        let Some(origin) = node.snap().lowers.first().cloned() else {
-            return Ok(());
-        };
-        let here = self.nodes.path_of(parent)?.join(name);
-        let samedir = parent == newparent;
-        let existing = self
-            .stack
-            .res
-            .dir_markers(&(0, here.clone()))
-            .map_err(eno)?
-            .1;
-        if existing.is_some_and(|r| samedir || r.starts_with(b"/")) {
-            return Ok(()); // as the kernel: a redirect that stays valid is kept
-        }
-        if samedir && origin.1 == here {
-            self.set_redirect_value(&here, name.as_bytes())
-        } else {
-            self.set_redirect(&here, &origin.1)
-        }
-    }
-
-    /// RENAME with flags 0, RENAME_NOREPLACE or RENAME_EXCHANGE.
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-        newname: &OsStr,
-        flags: u32,
-    ) -> Res<()> {
-        if self.read_only {
-            return Err(libc::EROFS);
-        }
-        let exchange = flags & sys::RENAME_EXCHANGE != 0;
-        let noreplace = flags & sys::RENAME_NOREPLACE != 0;
-        if flags & !(sys::RENAME_EXCHANGE | sys::RENAME_NOREPLACE) != 0 || (exchange && noreplace) {
-            return Err(libc::EINVAL);
-        }
-        check_name(newname)?;
-        let pn = self.node(parent)?;
-        let npn = self.node(newparent)?;
-        let sf = self.resolve_child(&pn, name)?.ok_or(libc::ENOENT)?;
-        let df = self.resolve_child(&npn, newname)?;
-        if noreplace && df.is_some() {
-            return Err(libc::EEXIST);
-        }
-        if exchange && df.is_none() {
-            return Err(libc::ENOENT);
-        }
-        let sdir = s_isdir(sf.stat.st_mode);
-        if let Some(d) = &df {
-            if d.stat.st_dev == sf.stat.st_dev && d.stat.st_ino == sf.stat.st_ino {
-                return Ok(()); // same file (or hard links to one): nothing to do
-            }
-            if !exchange {
-                let ddir = s_isdir(d.stat.st_mode);
-                if sdir && !ddir {
-                    return Err(libc::ENOTDIR);
-                }
-                if !sdir && ddir {
-                    return Err(libc::EISDIR);
-                }
-                if ddir && !self.merged_empty(d)? {
-                    let pure_upper =
-                        self.stack.has_upper && d.top.0 == 0 && d.lower_dirs.is_empty();
-                    if pure_upper {
-                        // Kernel overlayfs leaves this check to the real rename when the
-                        // target exists only in the upper layer, after it has copied the
-                        // source up: the same side effect, so both show the same tree.
-                        self.copy_up(&pn)?;
-                        self.copy_up(&npn)?;
-                        let (snode, tmp) = self.child_node(parent, name, &sf)?;
-                        let r = self.copy_up_via(&snode, pn.ino, name).and_then(|()| {
-                            self.redirect_before_move(&snode, parent, name, newparent)
-                        });
-                        if tmp {
-                            self.nodes.forget(snode.ino, 1);
-                        }
-                        r?;
-                    }
-                    return Err(libc::ENOTEMPTY);
-                }
-            }
-        }
-        let (snode, s_tmp) = self.child_node(parent, name, &sf)?;
-        let mut cleanup: Vec<u64> = Vec::new();
-        if s_tmp {
-            cleanup.push(snode.ino);
-        }
-        let r = self.rename_inner(
-            &pn,
-            name,
-            &npn,
-            newname,
-            &sf,
-            df.as_ref(),
-            &snode,
-            exchange,
-            &mut cleanup,
-        );
-        for ino in cleanup {
-            self.nodes.forget(ino, 1);
-        }
-        r
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn rename_inner(
-        &self,
-        pn: &Arc<Node>,
-        name: &OsStr,
-        npn: &Arc<Node>,
-        newname: &OsStr,
-        sf: &Found,
-        df: Option<&Found>,
-        snode: &Arc<Node>,
-        exchange: bool,
-        cleanup: &mut Vec<u64>,
-    ) -> Res<()> {
-        let sdir = s_isdir(sf.stat.st_mode);
-        if sdir && !snode.snap().lowers.is_empty() && self.stack.forms.xattr_prefix.is_none() {
-            // No xattrs to record a redirect in: the caller (mv) falls back to copying.
-            return Err(libc::EXDEV);
-        }
-        self.copy_up(pn)?;
-        self.copy_up(npn)?;
-        self.copy_up_via(snode, pn.ino, name)?;
-        let ppath = self.nodes.path_of(pn.ino)?;
-        let nppath = self.nodes.path_of(npn.ino)?;
-        let spath = ppath.join(name);
-        let dpath = nppath.join(newname);
-        let up = self.stack.layers()[0].fd();
-        let src_lower_has = self.lower_has(pn, name)?;
-        let (name_o, newname_o): (OsString, OsString) =
-            (name.to_os_string(), newname.to_os_string());
-
-        if exchange {
-            let d = df.ok_or(libc::ENOENT)?;
-            let (dnode, d_tmp) = self.child_node(npn.ino, newname, d)?;
-            if d_tmp {
-                cleanup.push(dnode.ino);
-            }
-            if dnode.is_dir()
-                && !dnode.snap().lowers.is_empty()
-                && self.stack.forms.xattr_prefix.is_none()
-            {
-                return Err(libc::EXDEV);
-            }
-            self.copy_up_via(&dnode, npn.ino, newname)?;
-            sys::rename_at(up, &spath, up, &dpath, sys::RENAME_EXCHANGE).map_err(eno)?;
-            if snode.is_dir() {
-                self.fix_moved_dir(snode, &spath, &dpath, !npn.snap().lowers.is_empty())?;
-            }
-            if dnode.is_dir() {
-                self.fix_moved_dir(&dnode, &dpath, &spath, !pn.snap().lowers.is_empty())?;
-            }
-            self.nodes
-                .rename_alias(snode.ino, (pn.ino, &name_o), (npn.ino, &newname_o));
-            self.nodes
-                .rename_alias(dnode.ino, (npn.ino, &newname_o), (pn.ino, &name_o));
-            return Ok(());
-        }
-
-        let at = self.upper_at(&nppath, newname)?;
-        if let UpperAt::Entry(m) = at
-            && s_isdir(m)
-        {
-            self.clear_upper_dir(&dpath)?;
-            if let Some(dn) = self.nodes.child(npn.ino, &newname_o) {
-                self.keep_removed_dir(&dn, &dpath);
-            }
-        }
-        if sdir && at == UpperAt::CharWhiteout {
-            // A directory cannot replace a device: swap, then the whiteout sits at the
-            // old name, which is just right when a lower entry needs hiding there.
-            sys::rename_at(up, &spath, up, &dpath, sys::RENAME_EXCHANGE).map_err(eno)?;
-            if !src_lower_has {
-                sys::unlink_at(up, &spath, false).map_err(eno)?;
-            }
-        } else if src_lower_has && self.stack.forms.chardev_whiteout {
-            match sys::rename_at(up, &spath, up, &dpath, sys::RENAME_WHITEOUT) {
-                Ok(()) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) => {
-                    sys::rename_at(up, &spath, up, &dpath, 0).map_err(eno)?;
-                    self.make_whiteout(&ppath, name)?;
-                }
-                Err(e) => return Err(eno(e)),
-            }
-        } else {
-            sys::rename_at(up, &spath, up, &dpath, 0).map_err(eno)?;
-            if src_lower_has {
-                self.make_whiteout(&ppath, name)?;
-            }
-        }
-        if at == UpperAt::WhFile {
-            sys::unlink_at(up, &nppath.join(whiteout::wh_name(newname)), false).map_err(eno)?;
-        }
-        if sdir {
-            self.fix_moved_dir(snode, &spath, &dpath, !npn.snap().lowers.is_empty())?;
-        }
-        if df.is_some()
-            && let Some(dn) = self.nodes.child(npn.ino, &newname_o)
-        {
-            let last = df.is_none_or(|d| s_isdir(d.stat.st_mode) || d.stat.st_nlink <= 1);
-            self.nodes.drop_alias(dn.ino, npn.ino, &newname_o, last);
-        }
-        self.nodes
-            .rename_alias(snode.ino, (pn.ino, &name_o), (npn.ino, &newname_o));
         Ok(())
     }
 }

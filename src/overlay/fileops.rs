@@ -1,7 +1,7 @@
 //! File data and metadata: open (copying up for writes), read, write, fsync, setattr
 //! (chmod/chown/truncate/utimens), setxattr/removexattr, fallocate, lseek.
 
-use super::{Attr, Ctx, OverlayFs, Res, eno};
+use super::{Attr, Ctx, Errno, IoOp, OverlayFs, Res, errno_at};
 use crate::format::{owner, whiteout};
 use crate::sys;
 use std::ffi::OsStr;
@@ -74,11 +74,11 @@ impl OverlayFs {
     pub fn open(&self, ctx: &Ctx, ino: u64, flags: i32) -> Res<Opened> {
         let node = self.node(ino)?;
         if node.is_dir() {
-            return Err(libc::EISDIR);
+            return Err(Errno::EISDIR);
         }
         if wants_write(flags) {
             if self.read_only {
-                return Err(libc::EROFS);
+                return Err(Errno::EROFS);
             }
             if flags & libc::O_TRUNC != 0 {
                 self.copy_up_truncated(&node)?;
@@ -116,9 +116,9 @@ impl OverlayFs {
                     (fl & !libc::O_NOATIME) | libc::O_NOFOLLOW,
                     0,
                 )
-                .map_err(eno)?
+                .op("open", &loc.1)?
             }
-            Err(e) => return Err(eno(e)),
+            Err(e) => return Err(errno_at("open", &loc.1, e)),
         };
         let file = File::from(fd);
         let mut via_daemon = false;
@@ -146,11 +146,11 @@ impl OverlayFs {
     /// The mode the mount shows for the file at (`dir`, `rel`) (override xattr first).
     fn shown_mode(&self, dir: BorrowedFd<'_>, rel: &Path) -> Res<u32> {
         if self.use_override
-            && let Some(o) = owner::read_override(dir, rel).map_err(eno)?
+            && let Some(o) = owner::read_override(dir, rel).op("read override_stat", rel)?
         {
             return Ok(o.mode);
         }
-        Ok(sys::lstat_at(dir, rel).map_err(eno)?.st_mode)
+        Ok(sys::lstat_at(dir, rel).op("stat", rel)?.st_mode)
     }
 
     /// Clear set-user-ID (and set-group-ID when group-executable) of a regular file, as
@@ -159,15 +159,15 @@ impl OverlayFs {
     fn kill_sxid(&self, ctx: &Ctx, ino: u64, dir: BorrowedFd<'_>, rel: &Path) -> Res<()> {
         // The kernel asks this on every write by such a caller: one fstat decides the
         // common case (no override to read, no set-id bit).
-        if !self.use_override && !has_sxid(sys::lstat_at(dir, rel).map_err(eno)?.st_mode) {
+        if !self.use_override && !has_sxid(sys::lstat_at(dir, rel).op("stat", rel)?.st_mode) {
             return Ok(());
         }
         let over = if self.use_override {
-            owner::read_override(dir, rel).map_err(eno)?
+            owner::read_override(dir, rel).op("read override_stat", rel)?
         } else {
             None
         };
-        let st = sys::lstat_at(dir, rel).map_err(eno)?;
+        let st = sys::lstat_at(dir, rel).op("stat", rel)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Ok(());
         }
@@ -185,9 +185,10 @@ impl OverlayFs {
             Some(o) => {
                 let v = owner::Override { mode: new, ..o }.value();
                 let name = OsStr::new(owner::OVERRIDE_XATTR);
-                sys::set_xattr_at(dir, rel, name, v.as_bytes(), 0).map_err(eno)?;
+                sys::set_xattr_at(dir, rel, name, v.as_bytes(), 0)
+                    .op("clear set-id in override_stat", rel)?;
             }
-            None => sys::chmod_at(dir, rel, new & 0o7777).map_err(eno)?,
+            None => sys::chmod_at(dir, rel, new & 0o7777).op("clear set-id bits", rel)?,
         }
         self.queue_inode_invalidation(ino);
         Ok(())
@@ -210,7 +211,7 @@ impl OverlayFs {
             fl | libc::O_NOFOLLOW,
             0,
         )
-        .map_err(eno)?;
+        .op("open backing file", &loc.1)?;
         Ok((File::from(fd), st.upper))
     }
 
@@ -229,7 +230,7 @@ impl OverlayFs {
             name,
             super::dirops::NewKind::File { mode, flags },
         )?;
-        let file = file.ok_or(libc::EIO)?;
+        let file = file.ok_or(Errno::EIO)?;
         let fh = self.new_handle(attr.ino, file, true);
         Ok((
             attr,
@@ -266,7 +267,7 @@ impl OverlayFs {
             libc::O_RDONLY | libc::O_NOFOLLOW,
             0,
         )
-        .map_err(eno)?;
+        .op("open upper copy for a lower handle", &path)?;
         let _ = h.upper_copy.set(File::from(fd));
         Ok(h.upper_copy.get().unwrap_or(&h.file))
     }
@@ -277,7 +278,7 @@ impl OverlayFs {
         let mut buf = vec![0u8; size as usize];
         let mut got = 0;
         while got < buf.len() {
-            let n = sys::pread(file.as_fd(), &mut buf[got..], offset + got as u64).map_err(eno)?;
+            let n = sys::pread(file.as_fd(), &mut buf[got..], offset + got as u64)?;
             if n == 0 {
                 break;
             }
@@ -291,12 +292,12 @@ impl OverlayFs {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8], kill_sxid: Option<&Ctx>) -> Res<u32> {
         let h = self.handle(fh)?;
         if !h.upper {
-            return Err(libc::EBADF);
+            return Err(Errno::EBADF);
         }
         if let Some(ctx) = kill_sxid {
             self.kill_sxid(ctx, h.ino, h.file.as_fd(), Path::new(""))?;
         }
-        let n = sys::pwrite(h.file.as_fd(), data, offset).map_err(eno)?;
+        let n = sys::pwrite(h.file.as_fd(), data, offset)?;
         Ok(n as u32)
     }
 
@@ -305,27 +306,27 @@ impl OverlayFs {
         if !h.upper {
             return Ok(());
         }
-        sys::fsync(h.file.as_fd(), datasync).map_err(eno)
+        Ok(sys::fsync(h.file.as_fd(), datasync)?)
     }
 
     pub fn fallocate(&self, fh: u64, mode: i32, offset: u64, len: u64) -> Res<()> {
         let h = self.handle(fh)?;
         if !h.upper {
-            return Err(libc::EBADF);
+            return Err(Errno::EBADF);
         }
-        sys::fallocate(h.file.as_fd(), mode, offset, len).map_err(eno)
+        Ok(sys::fallocate(h.file.as_fd(), mode, offset, len)?)
     }
 
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> Res<i64> {
         let h = self.handle(fh)?;
-        sys::lseek(h.file.as_fd(), offset, whence).map_err(eno)
+        Ok(sys::lseek(h.file.as_fd(), offset, whence)?)
     }
 
     /// SETATTR: copy up, then apply each change to the upper file (through an open
     /// handle once every name of it is gone).
     pub fn setattr(&self, ctx: &Ctx, ino: u64, fh: Option<u64>, a: SetAttr) -> Res<Attr> {
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         let node = self.node(ino)?;
         if a.size == Some(0) {
@@ -335,20 +336,20 @@ impl OverlayFs {
         }
         let place = self.place(&node, true)?;
         if place.layer() != 0 {
-            return Err(libc::EIO);
+            return Err(Errno::EIO);
         }
         let (up, rel) = place.at(&self.stack);
         let kind = node.kind;
         if let Some(size) = a.size {
             if kind == libc::S_IFDIR {
-                return Err(libc::EISDIR);
+                return Err(Errno::EISDIR);
             }
             let handle = fh.and_then(|f| self.handle(f).ok()).filter(|h| h.upper);
             match &handle {
                 Some(h) if sys::ftruncate(h.file.as_fd(), size).is_ok() => {}
                 _ => {
-                    let fd = sys::reopen(up, rel, libc::O_WRONLY).map_err(eno)?;
-                    sys::ftruncate(fd.as_fd(), size).map_err(eno)?;
+                    let fd = sys::reopen(up, rel, libc::O_WRONLY).op("open to truncate", rel)?;
+                    sys::ftruncate(fd.as_fd(), size).op("truncate", rel)?;
                 }
             }
             if ctx.uid != 0 && a.mode.is_none() {
@@ -361,7 +362,7 @@ impl OverlayFs {
         if a.atime.is_some() || a.mtime.is_some() {
             let at = a.atime.unwrap_or(sys::Time::Omit);
             let mt = a.mtime.unwrap_or(sys::Time::Omit);
-            sys::utimens_at(up, rel, at, mt).map_err(eno)?;
+            sys::utimens_at(up, rel, at, mt).op("utimens", rel)?;
         }
         let nothing = a.mode.is_none()
             && a.uid.is_none()
@@ -371,7 +372,7 @@ impl OverlayFs {
             && a.mtime.is_none();
         if nothing {
             // chown(f, -1, -1) changes nothing but the change time (as on the kernel).
-            sys::chown_at(up, rel, u32::MAX, u32::MAX).map_err(eno)?;
+            sys::chown_at(up, rel, u32::MAX, u32::MAX).op("touch ctime", rel)?;
         }
         self.getattr(ino)
     }
@@ -386,9 +387,9 @@ impl OverlayFs {
         kind: u32,
         a: &SetAttr,
     ) -> Res<()> {
-        let cur = sys::lstat_at(up, rel).map_err(eno)?;
+        let cur = sys::lstat_at(up, rel).op("stat", rel)?;
         let over = if self.use_override {
-            owner::read_override(up, rel).map_err(eno)?
+            owner::read_override(up, rel).op("read override_stat", rel)?
         } else {
             None
         };
@@ -430,7 +431,7 @@ impl OverlayFs {
                 {
                     use_xattr = true;
                 }
-                Err(e) => return Err(eno(e)),
+                Err(e) => return Err(errno_at("chown", rel, e)),
             }
         }
         if use_xattr {
@@ -443,14 +444,14 @@ impl OverlayFs {
             }
             .value();
             sys::set_xattr_at(up, rel, OsStr::new(owner::OVERRIDE_XATTR), v.as_bytes(), 0)
-                .map_err(eno)?;
+                .op("set override_stat", rel)?;
             let usable = if kind == libc::S_IFDIR { 0o700 } else { 0o600 };
             let _ = sys::chmod_at(up, rel, (mode | usable) & 0o7777);
         } else if kind != libc::S_IFLNK {
             // The real chown cleared setuid/setgid of a file: read again what is there.
-            let now = sys::lstat_at(up, rel).map_err(eno)?.st_mode;
+            let now = sys::lstat_at(up, rel).op("stat", rel)?.st_mode;
             if a.mode.is_some() || (mode & 0o7777) != (now & 0o7777) {
-                sys::chmod_at(up, rel, mode & 0o7777).map_err(eno)?;
+                sys::chmod_at(up, rel, mode & 0o7777).op("chmod", rel)?;
             }
         }
         Ok(())
@@ -458,34 +459,34 @@ impl OverlayFs {
 
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Res<()> {
         if self.no_xattrs {
-            return Err(libc::ENOTSUP);
+            return Err(Errno::ENOTSUP);
         }
         let stored = match whiteout::stored_xattr_name(name) {
             whiteout::StoredName::Plain => name.to_os_string(),
             whiteout::StoredName::Escaped(n) => n,
-            whiteout::StoredName::Private => return Err(libc::EPERM),
+            whiteout::StoredName::Private => return Err(Errno::EPERM),
         };
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         let node = self.node(ino)?;
         self.copy_up(&node)?;
         let place = self.place(&node, true)?;
         let (fd, rel) = place.at(&self.stack);
-        sys::set_xattr_at(fd, rel, &stored, value, flags).map_err(eno)
+        sys::set_xattr_at(fd, rel, &stored, value, flags).op("setxattr", rel)
     }
 
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> Res<()> {
         if self.no_xattrs {
-            return Err(libc::ENOTSUP);
+            return Err(Errno::ENOTSUP);
         }
         let stored = match whiteout::stored_xattr_name(name) {
             whiteout::StoredName::Plain => name.to_os_string(),
             whiteout::StoredName::Escaped(n) => n,
-            whiteout::StoredName::Private => return Err(libc::ENODATA),
+            whiteout::StoredName::Private => return Err(Errno::ENODATA),
         };
         if self.read_only {
-            return Err(libc::EROFS);
+            return Err(Errno::EROFS);
         }
         let node = self.node(ino)?;
         // Removing a name that is not there must not copy up (and says ENODATA).
@@ -493,6 +494,6 @@ impl OverlayFs {
         self.copy_up(&node)?;
         let place = self.place(&node, true)?;
         let (fd, rel) = place.at(&self.stack);
-        sys::remove_xattr_at(fd, rel, &stored).map_err(eno)
+        sys::remove_xattr_at(fd, rel, &stored).op("removexattr", rel)
     }
 }

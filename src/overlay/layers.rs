@@ -16,6 +16,15 @@ pub struct WriteForms {
     pub xattr_prefix: Option<&'static str>,
 }
 
+impl WriteForms {
+    /// Only the OCI forms: `.wh.NAME` files and `.wh..wh..opq` (`whiteouts=oci`, or no
+    /// upper layer to write in).
+    pub const OCI: WriteForms = WriteForms {
+        chardev_whiteout: false,
+        xattr_prefix: None,
+    };
+}
+
 /// The whole stack.
 #[derive(Debug)]
 pub struct Stack {
@@ -29,15 +38,6 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// The upper layer, if any.
-    pub fn upper(&self) -> Option<&Layer> {
-        if self.has_upper {
-            self.res.layers.first()
-        } else {
-            None
-        }
-    }
-
     /// Index of the first lower layer.
     pub fn first_lower(&self) -> usize {
         usize::from(self.has_upper)

@@ -13,33 +13,33 @@
 
 pub mod copy_up;
 pub mod dirops;
+mod errno;
 pub mod fileops;
 pub mod layers;
 pub mod nodes;
 mod pending;
 mod setup;
 
+pub use errno::{Errno, IoOp, Res, errno_at};
+
 use crate::format::idmap::IdMapper;
 use crate::format::resolve::Loc;
 use crate::format::{owner, whiteout};
 use crate::sys;
 use dashmap::DashMap;
-use layers::{Stack, WriteForms};
+use layers::Stack;
 use nodes::{Node, NodeState, NodeTable, ROOT_INO};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Result with an errno.
-pub type Res<T> = Result<T, i32>;
-
-pub(crate) fn eno(e: io::Error) -> i32 {
-    sys::errno(&e)
+/// The path of `name` in the topmost of `dirs` (for messages).
+fn path_in(dirs: &[Loc], name: &OsStr) -> PathBuf {
+    dirs.first().map(|d| d.1.join(name)).unwrap_or_default()
 }
 
 /// Name of the scratch directory layerfs keeps inside the workdir.
@@ -185,13 +185,9 @@ pub struct OverlayFs {
     pending_inval: pending::PerRequest<u64>,
 }
 
-fn stat_time(s: i64, ns: i64) -> (i64, i64) {
-    (s, ns)
-}
-
 impl OverlayFs {
     pub(crate) fn node(&self, ino: u64) -> Res<Arc<Node>> {
-        self.nodes.get(ino).ok_or(libc::ESTALE)
+        self.nodes.get(ino).ok_or(Errno::ESTALE)
     }
 
     /// Where a node's shown data lives now.
@@ -210,7 +206,7 @@ impl OverlayFs {
         if upper {
             Ok((0, self.nodes.path_of(node.ino)?))
         } else {
-            lower.ok_or(libc::ENOENT)
+            lower.ok_or(Errno::ENOENT)
         }
     }
 
@@ -221,11 +217,11 @@ impl OverlayFs {
     pub(crate) fn place(&self, node: &Node, write: bool) -> Res<Place> {
         match self.loc_of(node) {
             Ok(loc) => Ok(Place::Path(loc)),
-            Err(libc::ENOENT) => {
+            Err(Errno::ENOENT) => {
                 if let Some(d) = node.removed_dir.get() {
                     return Ok(Place::RemovedDir(Arc::clone(d)));
                 }
-                node.open_file(write).map(Place::Open).ok_or(libc::ENOENT)
+                node.open_file(write).map(Place::Open).ok_or(Errno::ENOENT)
             }
             Err(e) => Err(e),
         }
@@ -254,7 +250,7 @@ impl OverlayFs {
             .work
             .as_ref()
             .map(|w| w.as_fd())
-            .ok_or(libc::EROFS)
+            .ok_or(Errno::EROFS)
     }
 
     /// Build presented attributes from a real stat at `loc`.
@@ -267,7 +263,7 @@ impl OverlayFs {
     ) -> Res<Attr> {
         let over = if self.use_override {
             let l = &self.stack.layers()[loc.0];
-            owner::read_override(l.fd(), &loc.1).map_err(eno)?
+            owner::read_override(l.fd(), &loc.1).op("read override_stat", &loc.1)?
         } else {
             None
         };
@@ -316,9 +312,9 @@ impl OverlayFs {
             size: st.st_size as u64,
             blocks: st.st_blocks as u64,
             blksize: st.st_blksize as u32,
-            atime: stat_time(st.st_atime, st.st_atime_nsec),
-            mtime: stat_time(st.st_mtime, st.st_mtime_nsec),
-            ctime: stat_time(st.st_ctime, st.st_ctime_nsec),
+            atime: (st.st_atime, st.st_atime_nsec),
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
             shared_lower: false,
         }
     }
@@ -333,15 +329,16 @@ impl OverlayFs {
         let merged = node.with(|st| Self::is_merged_dir(st, node.kind));
         match self.place(&node, false)? {
             Place::Path(loc) => {
-                let s = sys::lstat_at(self.stack.layers()[loc.0].fd(), &loc.1).map_err(eno)?;
+                let s =
+                    sys::lstat_at(self.stack.layers()[loc.0].fd(), &loc.1).op("getattr", &loc.1)?;
                 self.attr_from(ino, &s, &loc, merged)
             }
             open => {
                 // Every name is gone: what the kernel shows for an open unlinked inode.
                 let (fd, _) = open.at(&self.stack);
-                let s = sys::fstat(fd).map_err(eno)?;
+                let s = sys::fstat(fd)?;
                 let over = if self.use_override {
-                    owner::read_override_fd(fd).map_err(eno)?
+                    owner::read_override_fd(fd)?
                 } else {
                     None
                 };
@@ -357,13 +354,16 @@ impl OverlayFs {
         name: &OsStr,
     ) -> Res<Option<crate::format::resolve::Found>> {
         if !parent.is_dir() {
-            return Err(libc::ENOTDIR);
+            return Err(Errno::ENOTDIR);
         }
         if whiteout::classify_name(name) != whiteout::NameClass::Normal {
             return Ok(None);
         }
         let dirs = self.dirs_of(parent)?;
-        self.stack.res.resolve(&dirs, name).map_err(eno)
+        self.stack
+            .res
+            .resolve(&dirs, name)
+            .map_err(|e| errno_at("lookup", &path_in(&dirs, name), e))
     }
 
     /// Turn a resolved entry into a node (counting one lookup) and its attributes.
@@ -428,7 +428,7 @@ impl OverlayFs {
         let attr = if loc == f.top {
             self.attr_from(node.ino, &f.stat, &loc, merged)?
         } else {
-            let s = sys::lstat_at(self.stack.layers()[loc.0].fd(), &loc.1).map_err(eno)?;
+            let s = sys::lstat_at(self.stack.layers()[loc.0].fd(), &loc.1).op("lookup", &loc.1)?;
             self.attr_from(node.ino, &s, &loc, merged)?
         };
         if attr.shared_lower {
@@ -443,7 +443,7 @@ impl OverlayFs {
     /// LOOKUP: find `name` in directory `parent`; counts one kernel reference.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Res<Attr> {
         let p = self.node(parent)?;
-        let f = self.resolve_child(&p, name)?.ok_or(libc::ENOENT)?;
+        let f = self.resolve_child(&p, name)?.ok_or(Errno::ENOENT)?;
         Ok(self.node_from_found(parent, name, &f)?.1)
     }
 
@@ -452,7 +452,7 @@ impl OverlayFs {
     pub fn lookup_listed(&self, parent: u64, name: &OsStr, layer: usize) -> Res<Attr> {
         let p = self.node(parent)?;
         if !p.is_dir() {
-            return Err(libc::ENOTDIR);
+            return Err(Errno::ENOTDIR);
         }
         let mut dirs = self.dirs_of(&p)?;
         dirs.retain(|(l, _)| !self.stack.is_lower(*l) || *l >= layer);
@@ -460,8 +460,8 @@ impl OverlayFs {
             .stack
             .res
             .resolve(&dirs, name)
-            .map_err(eno)?
-            .ok_or(libc::ENOENT)?;
+            .map_err(|e| errno_at("lookup", &path_in(&dirs, name), e))?
+            .ok_or(Errno::ENOENT)?;
         Ok(self.node_from_found(parent, name, &f)?.1)
     }
 
@@ -478,16 +478,20 @@ impl OverlayFs {
             // A plain file standing in for a symlink (override type `symlink`): its content.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.use_override => {
                 owner::read_standin_link(dir, &loc.1)
-                    .map_err(eno)?
-                    .ok_or(libc::EINVAL)
+                    .op("readlink", &loc.1)?
+                    .ok_or(Errno::EINVAL)
             }
-            r => r.map_err(eno),
+            r => r.op("readlink", &loc.1),
         }
     }
 
     fn snapshot_dir(&self, node: &Node) -> Res<Vec<DirEntry>> {
         let dirs = self.dirs_of(node)?;
-        let list = self.stack.res.list(&dirs).map_err(eno)?;
+        let list = self
+            .stack
+            .res
+            .list(&dirs)
+            .map_err(|e| errno_at("readdir", &path_in(&dirs, OsStr::new("")), e))?;
         let parent = node
             .with(|s| s.aliases.first().map(|a| a.0))
             .unwrap_or(ROOT_INO);
@@ -520,7 +524,7 @@ impl OverlayFs {
     pub fn opendir(&self, ino: u64) -> Res<u64> {
         let node = self.node(ino)?;
         if !node.is_dir() {
-            return Err(libc::ENOTDIR);
+            return Err(Errno::ENOTDIR);
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.dirs.insert(
@@ -540,8 +544,8 @@ impl OverlayFs {
             .dirs
             .get(&fh)
             .map(|d| Arc::clone(&d))
-            .ok_or(libc::EBADF)?;
-        let mut g = d.entries.lock().map_err(|_| libc::EIO)?;
+            .ok_or(Errno::EBADF)?;
+        let mut g = d.entries.lock().map_err(|_| Errno::EIO)?;
         match &*g {
             Some(e) if !(offset == 0 && fresh_on_rewind) => Ok(Arc::clone(e)),
             _ => {
@@ -558,25 +562,25 @@ impl OverlayFs {
     }
 
     pub fn statfs(&self) -> Res<libc::statvfs> {
-        sys::fstatvfs(self.stack.layers()[0].fd()).map_err(eno)
+        Ok(sys::fstatvfs(self.stack.layers()[0].fd())?)
     }
 
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Res<Vec<u8>> {
         if self.no_xattrs {
-            return Err(libc::ENOTSUP);
+            return Err(Errno::ENOTSUP);
         }
         let stored = match whiteout::stored_xattr_name(name) {
             whiteout::StoredName::Plain => name.to_os_string(),
             whiteout::StoredName::Escaped(n) => n,
-            whiteout::StoredName::Private => return Err(libc::ENODATA),
+            whiteout::StoredName::Private => return Err(Errno::ENODATA),
         };
         let node = self.node(ino)?;
         let place = self.place(&node, false)?;
         let (fd, rel) = place.at(&self.stack);
         match sys::get_xattr_at(fd, rel, &stored) {
             Ok(Some(v)) => Ok(v),
-            Ok(None) => Err(libc::ENODATA),
-            Err(e) => Err(eno(e)),
+            Ok(None) => Err(Errno::ENODATA),
+            Err(e) => Err(errno_at("getxattr", rel, e)),
         }
     }
 
@@ -584,7 +588,7 @@ impl OverlayFs {
     /// escaped ones unescaped).
     pub fn listxattr(&self, ino: u64) -> Res<Vec<u8>> {
         if self.no_xattrs {
-            return Err(libc::ENOTSUP);
+            return Err(Errno::ENOTSUP);
         }
         let node = self.node(ino)?;
         let place = self.place(&node, false)?;
@@ -592,7 +596,7 @@ impl OverlayFs {
         let names = match sys::list_xattr_at(fd, rel) {
             Ok(n) => n,
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Vec::new(),
-            Err(e) => return Err(eno(e)),
+            Err(e) => return Err(errno_at("listxattr", rel, e)),
         };
         let mut out = Vec::new();
         for n in names {
@@ -623,7 +627,7 @@ impl OverlayFs {
         self.handles
             .get(&fh)
             .map(|h| Arc::clone(&h))
-            .ok_or(libc::EBADF)
+            .ok_or(Errno::EBADF)
     }
 
     pub fn release(&self, fh: u64) {
@@ -643,18 +647,5 @@ impl OverlayFs {
     /// Does the node show its upper copy now?
     pub fn is_upper(&self, ino: u64) -> bool {
         self.nodes.get(ino).is_some_and(|n| n.with(|s| s.upper))
-    }
-
-    /// Live nodes (for tests and memory checks).
-    pub fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_privileged(&self) -> bool {
-        self.privileged
-    }
-
-    pub fn forms(&self) -> WriteForms {
-        self.stack.forms
     }
 }

@@ -5,7 +5,7 @@
 //! they are unique across layers and the same every time a name is looked up. A copy-up
 //! records `upper (dev, ino) -> original ino`, so copy-up never changes a file's number.
 
-use super::Handle;
+use super::{Errno, Handle, Res};
 use crate::fasthash::FastState;
 use crate::format::resolve::Loc;
 use dashmap::DashMap;
@@ -118,14 +118,6 @@ pub struct NodeTable {
 impl NodeTable {
     pub fn get(&self, ino: u64) -> Option<Arc<Node>> {
         self.nodes.get(&ino).map(|n| Arc::clone(&n))
-    }
-
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
     }
 
     /// The derived inode number of a real file in filesystem `fs_index`.
@@ -318,20 +310,20 @@ impl NodeTable {
     }
 
     /// The merged path of a node ("" for the root), through its first alias.
-    pub fn path_of(&self, ino: u64) -> Result<PathBuf, i32> {
+    pub fn path_of(&self, ino: u64) -> Res<PathBuf> {
         let mut names: Vec<OsString> = Vec::new();
         let mut cur = ino;
         let mut depth = 0;
         while cur != ROOT_INO {
-            let node = self.get(cur).ok_or(libc::ESTALE)?;
+            let node = self.get(cur).ok_or(Errno::ESTALE)?;
             let (parent, name) = node
                 .with(|s| s.aliases.first().cloned())
-                .ok_or(libc::ENOENT)?;
+                .ok_or(Errno::ENOENT)?;
             names.push(name);
             cur = parent;
             depth += 1;
             if depth > 4096 {
-                return Err(libc::ELOOP);
+                return Err(Errno::ELOOP);
             }
         }
         let mut p = PathBuf::new();
@@ -413,18 +405,6 @@ impl NodeTable {
         });
         for (p, n) in others {
             self.names.remove_if(&(p, n), |_, v| *v == ino);
-        }
-    }
-
-    /// Record a new name for a node (link, create).
-    pub fn add_alias(&self, ino: u64, parent: u64, name: &OsString) {
-        if let Some(node) = self.get(ino) {
-            node.update(|s| {
-                if !s.aliases.iter().any(|(p, n)| *p == parent && n == name) {
-                    s.aliases.push((parent, name.clone()));
-                }
-            });
-            self.names.insert((parent, name.clone()), ino);
         }
     }
 }

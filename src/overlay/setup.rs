@@ -4,13 +4,12 @@
 
 use super::layers::{Stack, WriteForms};
 use super::nodes::{NodeState, NodeTable, ROOT_INO};
-use super::{Config, OverlayFs, Res, WORK_SUBDIR, eno, pending};
+use super::{Config, IoOp, OverlayFs, Res, WORK_SUBDIR, pending};
 use crate::format::resolve::Resolver;
 use crate::sys;
 use dashmap::DashMap;
 use std::ffi::OsStr;
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -22,75 +21,13 @@ impl OverlayFs {
         let layers = crate::format::resolve::open_layers(&cfg.lowers, cfg.upper.as_deref())
             .map_err(|e| e.to_string())?;
         let has_upper = cfg.upper.is_some();
-        let mut work = None;
-        let mut forms = WriteForms {
-            chardev_whiteout: false,
-            xattr_prefix: None,
+        let (work, forms) = match (&cfg.upper, &cfg.work) {
+            (Some(upper), Some(w)) => {
+                let (tfd, forms) = prepare_work(upper, w, layers[0].dev, cfg.oci_whiteouts)?;
+                (Some(tfd), forms)
+            }
+            _ => (None, WriteForms::OCI),
         };
-        if let (Some(upper), Some(w)) = (&cfg.upper, &cfg.work) {
-            let wfd = sys::open_dir(w).map_err(|e| format!("workdir {}: {e}", w.display()))?;
-            let wst =
-                sys::fstat(wfd.as_fd()).map_err(|e| format!("workdir {}: {e}", w.display()))?;
-            if wst.st_dev != layers[0].dev {
-                return Err(format!(
-                    "workdir {} and upperdir {} are on different filesystems (they must be on the same one)",
-                    w.display(),
-                    upper.display()
-                ));
-            }
-            if w.canonicalize().ok() == upper.canonicalize().ok() {
-                return Err(format!(
-                    "workdir {} is the same directory as upperdir",
-                    w.display()
-                ));
-            }
-            let sub = Path::new(WORK_SUBDIR);
-            // Stale files of a killed daemon: move aside, then delete.
-            if sys::lstat_at(wfd.as_fd(), sub).is_ok() {
-                let old = PathBuf::from(format!("{WORK_SUBDIR}.stale-{}", std::process::id()));
-                sys::rename_at(wfd.as_fd(), sub, wfd.as_fd(), &old, 0)
-                    .map_err(|e| format!("workdir {}: cleaning {WORK_SUBDIR}: {e}", w.display()))?;
-                sys::remove_tree_at(wfd.as_fd(), &old)
-                    .map_err(|e| format!("workdir {}: cleaning stale files: {e}", w.display()))?;
-            }
-            // Other leftovers of ours (an interrupted cleanup).
-            if let Ok(dfd) = sys::open_at(
-                wfd.as_fd(),
-                Path::new(""),
-                libc::O_RDONLY | libc::O_DIRECTORY,
-                0,
-            ) && let Ok(ents) = sys::read_dir_fd(dfd)
-            {
-                for (n, _, _) in ents {
-                    if n.as_bytes()
-                        .starts_with(format!("{WORK_SUBDIR}.stale-").as_bytes())
-                    {
-                        let _ = sys::remove_tree_at(wfd.as_fd(), Path::new(&n));
-                    }
-                }
-            }
-            match sys::mkdir_at(wfd.as_fd(), sub, 0o700) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(e) => {
-                    return Err(format!(
-                        "workdir {}: cannot create {WORK_SUBDIR}: {e}",
-                        w.display()
-                    ));
-                }
-            }
-            let tfd = sys::open_at(wfd.as_fd(), sub, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-                .map_err(|e| format!("workdir {}: {e}", w.display()))?;
-            forms = if cfg.oci_whiteouts {
-                WriteForms {
-                    chardev_whiteout: false,
-                    xattr_prefix: None,
-                }
-            } else {
-                probe_forms(tfd.as_fd())
-            };
-            work = Some(tfd);
-        }
         let privileged = sys::geteuid() == 0 && can_chown(work.as_ref());
         let stack = Stack {
             // Lower layers never change under a mount: their facts are cached.
@@ -114,17 +51,17 @@ impl OverlayFs {
             use_override: sys::geteuid() != 0 || !privileged,
             pending_inval: pending::PerRequest::default(),
         };
-        fs.init_root().map_err(|e| {
-            format!(
-                "reading the layer roots: {}",
-                io::Error::from_raw_os_error(e)
-            )
-        })?;
+        fs.init_root()
+            .map_err(|e| format!("reading the layer roots: {e}"))?;
         Ok(fs)
     }
 
     fn init_root(&self) -> Res<()> {
-        let root = self.stack.res.root().map_err(eno)?;
+        let root = self
+            .stack
+            .res
+            .root()
+            .op("resolve the root", Path::new(""))?;
         let st = root.stat;
         let mut lowers = root.lower_dirs;
         if !self.stack.has_upper {
@@ -140,6 +77,77 @@ impl OverlayFs {
         });
         Ok(())
     }
+}
+
+/// Check the workdir `w` against the upper layer, clean what a killed daemon left there
+/// and create `W/layerfs-tmp`: its fd, and the marker forms the upper filesystem permits.
+fn prepare_work(
+    upper: &Path,
+    w: &Path,
+    upper_dev: u64,
+    oci_whiteouts: bool,
+) -> Result<(OwnedFd, WriteForms), String> {
+    let wfd = sys::open_dir(w).map_err(|e| format!("workdir {}: {e}", w.display()))?;
+    let wst = sys::fstat(wfd.as_fd()).map_err(|e| format!("workdir {}: {e}", w.display()))?;
+    if wst.st_dev != upper_dev {
+        return Err(format!(
+            "workdir {} and upperdir {} are on different filesystems (they must be on the same one)",
+            w.display(),
+            upper.display()
+        ));
+    }
+    if w.canonicalize().ok() == upper.canonicalize().ok() {
+        return Err(format!(
+            "workdir {} is the same directory as upperdir",
+            w.display()
+        ));
+    }
+    clean_stale(wfd.as_fd(), w)?;
+    let sub = Path::new(WORK_SUBDIR);
+    match sys::mkdir_at(wfd.as_fd(), sub, 0o700) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => {
+            return Err(format!(
+                "workdir {}: cannot create {WORK_SUBDIR}: {e}",
+                w.display()
+            ));
+        }
+    }
+    let tfd = sys::open_at(wfd.as_fd(), sub, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        .map_err(|e| format!("workdir {}: {e}", w.display()))?;
+    let forms = if oci_whiteouts {
+        WriteForms::OCI
+    } else {
+        probe_forms(tfd.as_fd())
+    };
+    Ok((tfd, forms))
+}
+
+/// Remove the files of a killed daemon from workdir `w` (open as `wfd`).
+fn clean_stale(wfd: BorrowedFd<'_>, w: &Path) -> Result<(), String> {
+    let sub = Path::new(WORK_SUBDIR);
+    // Stale files of a killed daemon: move aside, then delete.
+    if sys::lstat_at(wfd, sub).is_ok() {
+        let old = PathBuf::from(format!("{WORK_SUBDIR}.stale-{}", std::process::id()));
+        sys::rename_at(wfd, sub, wfd, &old, 0)
+            .map_err(|e| format!("workdir {}: cleaning {WORK_SUBDIR}: {e}", w.display()))?;
+        sys::remove_tree_at(wfd, &old)
+            .map_err(|e| format!("workdir {}: cleaning stale files: {e}", w.display()))?;
+    }
+    // Other leftovers of ours (an interrupted cleanup).
+    if let Ok(dfd) = sys::open_at(wfd, Path::new(""), libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        && let Ok(ents) = sys::read_dir_fd(dfd)
+    {
+        for (n, _, _) in ents {
+            if n.as_bytes()
+                .starts_with(format!("{WORK_SUBDIR}.stale-").as_bytes())
+            {
+                let _ = sys::remove_tree_at(wfd, Path::new(&n));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What may be written in the upper filesystem: try a 0:0 char device and trusted/user

@@ -177,8 +177,7 @@ pub fn random_hex(n: usize) -> String {
 /// Random bytes from getrandom(2) (falls back to time/pid mixing if it fails).
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
-    let r = unsafe { libc::getrandom(buf.as_mut_ptr() as *mut libc::c_void, n, 0) };
-    if r != n as isize {
+    if crate::sys::getrandom(&mut buf).ok() != Some(n) {
         let seed = format!(
             "{:?}{}{:p}",
             std::time::SystemTime::now(),

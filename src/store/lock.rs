@@ -5,7 +5,7 @@
 
 use super::layout::Layout;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 
 /// Held while a command writes to the store; released on drop (or process death).
 pub struct StoreLock {
@@ -33,16 +33,12 @@ impl StoreLock {
             .write(true)
             .open(&path)
             .map_err(|e| format!("cannot open store lock {}: {e}", path.display()))?;
-        let fd = file.as_raw_fd();
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let fd = file.as_fd();
+        if crate::sys::flock_exclusive(fd, false).is_err() {
             log::info!("waiting for the store lock {}", path.display());
             eprintln!("layerfs: waiting for another layerfs command to finish with this store");
-            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-                return Err(format!(
-                    "cannot lock {}: {}",
-                    path.display(),
-                    std::io::Error::last_os_error()
-                ));
+            if let Err(e) = crate::sys::flock_exclusive(fd, true) {
+                return Err(format!("cannot lock {}: {e}", path.display()));
             }
         }
         let lock = StoreLock {
