@@ -3,6 +3,7 @@
 //! indexed once (name -> offset, size; symlinks such as `<id>/layer.tar -> ../<diffid>.tar`
 //! resolved inside the archive), so each layer can be read on its own thread.
 
+use super::reference::familiar;
 use crate::digest::Digest;
 use std::collections::HashMap;
 use std::fs::File;
@@ -249,13 +250,6 @@ fn read_verified(b: &dyn Blobs, d: &str, what: &str) -> Result<Vec<u8>, String> 
     Ok(bytes)
 }
 
-/// Make a reference familiar (`docker.io/library/busybox:latest` -> `busybox:latest`).
-pub fn familiar(r: &str) -> String {
-    let r = r.strip_prefix("docker.io/").unwrap_or(r);
-    let r = r.strip_prefix("library/").unwrap_or(r);
-    r.to_string()
-}
-
 /// Every image in an archive. `default_name` names images whose OCI ref is only a tag.
 pub fn read_images(b: &dyn Blobs, default_name: &str) -> Result<Vec<ImageSource>, String> {
     if b.exists("manifest.json") {
@@ -379,8 +373,7 @@ fn collect_index(
         if let Some(p) = m.get("platform") {
             let arch = p.get("architecture").and_then(|a| a.as_str()).unwrap_or("");
             let os = p.get("os").and_then(|a| a.as_str()).unwrap_or("");
-            if depth > 0 && (arch != super::images::host_arch() || os != "linux" || picked_platform)
-            {
+            if depth > 0 && (arch != host_arch() || os != "linux" || picked_platform) {
                 continue;
             }
             picked_platform = true;
@@ -439,6 +432,16 @@ fn collect_index(
     Ok(())
 }
 
+/// This machine's architecture in OCI spelling: the platform an index entry must match.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        a => a,
+    }
+}
+
 /// A repository name from an archive's file name (`busybox.oci-archive.tar` -> `busybox`).
 pub fn name_from_path(p: &Path) -> String {
     let mut n = p
@@ -485,11 +488,6 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(
-            familiar("docker.io/library/busybox:latest"),
-            "busybox:latest"
-        );
-        assert_eq!(familiar("quay.io/a/b:1"), "quay.io/a/b:1");
         assert_eq!(
             name_from_path(Path::new("x/busybox.oci-archive.tar")),
             "busybox"

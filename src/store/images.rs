@@ -1,83 +1,15 @@
-//! Image records: references (`name[:tag]`), `repositories.json`, configs in the imagedb,
-//! resolving what a user typed (ref, full/`sha256:`/short ID), and the verbs that only touch
-//! metadata: tag, rm, prune, import. (Times and sizes as docker prints them: `human.rs`.)
+//! Image records: `repositories.json`, configs in the imagedb, resolving what a user typed
+//! (ref, full/`sha256:`/short ID), and the verbs that only touch metadata: tag, rm, prune,
+//! import. (References themselves: `reference.rs`; times and sizes as docker prints them:
+//! `human.rs`.)
 
 use super::human::{now_rfc3339, parse_rfc3339};
 use super::layout::{Layout, write_atomic};
+pub use super::reference::Ref;
 use super::{Store, remove_tree};
 use crate::digest::{Digest, chain_ids};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// `name:tag` (the tag defaults to `latest`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ref {
-    pub name: String,
-    pub tag: String,
-}
-
-impl Ref {
-    /// Parse and validate a reference the way docker does (lower-case name components of
-    /// `[a-z0-9._-]` separated by `/`, an optional registry host[:port], tag of
-    /// `[A-Za-z0-9_.-]{1,128}`). `docker.io/library/` is dropped.
-    pub fn parse(s: &str) -> Result<Ref, String> {
-        let s = super::archive::familiar(s);
-        let (name, tag) = match s.rfind(':') {
-            Some(i) if !s[i..].contains('/') => (&s[..i], &s[i + 1..]),
-            _ => (s.as_str(), "latest"),
-        };
-        if name.contains('@') {
-            return Err(format!(
-                "invalid reference {s:?}: digest references are not supported here"
-            ));
-        }
-        let bad = || {
-            format!(
-                "invalid reference format {s:?}: repository name must be lowercase [a-z0-9._-] components separated by '/'"
-            )
-        };
-        if name.is_empty() || name.len() > 255 {
-            return Err(bad());
-        }
-        for (i, comp) in name.split('/').enumerate() {
-            let host_ok = i == 0
-                && name.contains('/')
-                && (comp.contains('.') || comp.contains(':') || comp == "localhost");
-            if comp.is_empty() {
-                return Err(bad());
-            }
-            if host_ok {
-                continue;
-            }
-            if !comp
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-                || !comp.as_bytes()[0].is_ascii_alphanumeric()
-            {
-                return Err(bad());
-            }
-        }
-        if tag.is_empty()
-            || tag.len() > 128
-            || !tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-            || tag.starts_with(['.', '-'])
-        {
-            return Err(format!("invalid tag {tag:?} in reference {s:?}"));
-        }
-        Ok(Ref {
-            name: name.to_string(),
-            tag: tag.to_string(),
-        })
-    }
-}
-
-impl std::fmt::Display for Ref {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.name, self.tag)
-    }
-}
 
 /// `repositories.json`, in Docker's shape.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -592,7 +524,7 @@ impl Store {
         let diff = st.unpacked.diff_id.clone();
         let now = now_rfc3339();
         let cfg = serde_json::json!({
-            "architecture": host_arch(),
+            "architecture": super::archive::host_arch(),
             "config": config,
             "created": now,
             "history": [{"created": now, "created_by": format!("layerfs image import {shown}"), "comment": message.unwrap_or("Imported from tarball")}],
@@ -688,40 +620,4 @@ pub fn apply_changes(cfg: &mut serde_json::Value, changes: &[String]) -> Result<
         }
     }
     Ok(())
-}
-
-/// This machine's architecture in OCI spelling.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        a => a,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refs() {
-        let r = Ref::parse("busybox").unwrap();
-        assert_eq!(r.to_string(), "busybox:latest");
-        assert_eq!(
-            Ref::parse("docker.io/library/alpine:3.19")
-                .unwrap()
-                .to_string(),
-            "alpine:3.19"
-        );
-        assert_eq!(
-            Ref::parse("localhost:5000/a/b:v1").unwrap().name,
-            "localhost:5000/a/b"
-        );
-        assert_eq!(Ref::parse("localhost:5000/a/b").unwrap().tag, "latest");
-        assert!(Ref::parse("Busybox").is_err());
-        assert!(Ref::parse("a:b:c").is_err());
-        assert!(Ref::parse("a:").is_err());
-        assert!(Ref::parse("").is_err());
-    }
 }

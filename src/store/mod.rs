@@ -8,7 +8,8 @@
 //!   archive.rs     docker-archive / OCI readers (no side effects)
 //!   tarsplit.rs    byte-exact tar reader + tar-split record + reassembly
 //!   unpack.rs      blob -> layer dir in one streaming pass, safely
-//!   images.rs      refs, configs, ls / inspect / history / tag / rm / prune
+//!   reference.rs   image references: parse, validate, make familiar
+//!   images.rs      repositories.json, configs, ls / inspect / history / tag / rm / prune
 //!   save.rs        docker-archive / oci-archive / oci-dir writers
 //!   containers.rs  writable layers: create, plan, diff, commit, export
 //!   merged.rs      reading a stack of layer dirs as one tree (diff, commit, export)
@@ -26,6 +27,7 @@ pub mod images;
 pub mod layout;
 pub mod lock;
 pub mod merged;
+pub mod reference;
 pub mod save;
 pub mod tarout;
 pub mod tarsplit;
