@@ -104,13 +104,6 @@ impl Error {
     }
 }
 
-/// A bridge while callers still speak `String`: the message with its whole chain.
-impl From<Error> for String {
-    fn from(e: Error) -> String {
-        e.to_string()
-    }
-}
-
 /// Is this "the path is not there" (ENOENT, or ENOTDIR for a component that is no
 /// directory)? Only these make a missing file an answer rather than an error.
 pub fn is_absent(e: &io::Error) -> bool {

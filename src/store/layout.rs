@@ -16,6 +16,7 @@
 //!   containers/<container id>/config.json            name, image, created
 //! ```
 
+use super::error::{Error, Result, ResultExt};
 use crate::digest::Digest;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +33,7 @@ impl Layout {
 
     /// `--root`, else `LAYERFS_ROOT`, else `/var/lib/layerfs` (root) or
     /// `$XDG_DATA_HOME/layerfs` / `~/.local/share/layerfs`.
-    pub fn default_root(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
+    pub fn default_root(explicit: Option<PathBuf>) -> Result<PathBuf> {
         if let Some(r) = explicit {
             return Ok(r);
         }
@@ -47,7 +48,9 @@ impl Layout {
         }
         match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
             Some(h) => Ok(PathBuf::from(h).join(".local/share/layerfs")),
-            None => Err("cannot find a store root: set --root, LAYERFS_ROOT or HOME".into()),
+            None => Err(Error::invalid(
+                "cannot find a store root: set --root, LAYERFS_ROOT or HOME",
+            )),
         }
     }
 
@@ -114,7 +117,7 @@ impl Layout {
     }
 
     /// Every directory the store needs, created if missing.
-    pub fn ensure(&self) -> Result<(), String> {
+    pub fn ensure(&self) -> Result<()> {
         for d in [
             self.tmp(),
             self.imagedb_content(),
@@ -124,8 +127,7 @@ impl Layout {
             self.links(),
             self.containers(),
         ] {
-            std::fs::create_dir_all(&d)
-                .map_err(|e| format!("cannot create store directory {}: {e}", d.display()))?;
+            std::fs::create_dir_all(&d).io("creating the store directory", &d)?;
         }
         Ok(())
     }
@@ -140,11 +142,11 @@ const DOCKERD_MARKERS: [&str; 3] = [
 ];
 
 /// Write `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path
         .parent()
-        .ok_or_else(|| format!("no parent directory for {}", path.display()))?;
+        .ok_or_else(|| Error::invalid(format!("no parent directory for {}", path.display())))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -157,16 +159,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
         std::fs::rename(&tmp, path)
     })();
     res.map_err(|e| {
+        // Cleanup after the failure above, which is the error reported.
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
+        Error::io("writing", path, e)
     })
 }
 
 /// Read a small text file, trimmed.
-pub fn read_text(path: &Path) -> Result<String, String> {
+pub fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .io("reading", path)
+}
+
+/// [`read_text`], `None` when the file is not there (ENOENT/ENOTDIR); other errors stay.
+pub fn read_text_opt(path: &Path) -> Result<Option<String>> {
+    Ok(std::fs::read_to_string(path)
+        .io_absent("reading", path)?
+        .map(|s| s.trim().to_string()))
 }
 
 /// A random lower-case hex id of `n` bytes, from the kernel's random source.

@@ -3,6 +3,7 @@
 //! Taking the lock clears staging left behind by a writer that was killed; releasing it
 //! clears the holder's own staging.
 
+use super::error::{Error, Result, ResultExt};
 use super::layout::Layout;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -22,8 +23,9 @@ impl Drop for StoreLock {
 }
 
 impl StoreLock {
-    /// Wait for the lock (printing a note if someone else holds it), then clean `tmp/`.
-    pub fn exclusive(layout: &Layout) -> Result<StoreLock, String> {
+    /// Wait for the lock (calling `waiting` first if someone else holds it), then clean
+    /// `tmp/`.
+    pub fn exclusive(layout: &Layout, waiting: impl FnOnce()) -> Result<StoreLock> {
         layout.ensure()?;
         let path = layout.lock_file();
         let file = std::fs::OpenOptions::new()
@@ -32,17 +34,13 @@ impl StoreLock {
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("cannot open store lock {}: {e}", path.display()))?;
+            .io("opening the store lock", &path)?;
         let fd = file.as_raw_fd();
         if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             log::info!("waiting for the store lock {}", path.display());
-            eprintln!("layerfs: waiting for another layerfs command to finish with this store");
+            waiting();
             if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-                return Err(format!(
-                    "cannot lock {}: {}",
-                    path.display(),
-                    std::io::Error::last_os_error()
-                ));
+                return Err(Error::io("locking", &path, std::io::Error::last_os_error()));
             }
         }
         let lock = StoreLock {
@@ -54,7 +52,9 @@ impl StoreLock {
     }
 }
 
-/// Remove everything under `tmp/` (only the lock holder stages there).
+/// Remove everything under `tmp/` (only the lock holder stages there). Best effort: it
+/// runs on drop and after failures, and what it cannot remove now the next writer tries
+/// again.
 pub fn clear_tmp(layout: &Layout) {
     let tmp = layout.tmp();
     if let Ok(rd) = std::fs::read_dir(&tmp) {

@@ -18,6 +18,7 @@
 //! `hash/crc64`, ISO table) of the content, 8 bytes big-endian. We write type 1 lines only
 //! for content, with the same checksum, so dockerd can rebuild our layers too.
 
+use super::error::{Error, Result, ResultExt};
 use std::io::{self, Read, Write};
 
 /// Largest file size a layer may declare (1 TiB): anything larger is a hostile header.
@@ -335,7 +336,7 @@ impl<R: Read, W: Write> TarReader<R, W> {
             match typeflag {
                 b'x' => {
                     let data = self.read_meta(size)?;
-                    pax.extend(parse_pax(&data).map_err(|m| bad(format!("{m} at offset {hoff}")))?);
+                    pax.extend(parse_pax(&data, hoff)?);
                     continue;
                 }
                 b'g' => {
@@ -488,31 +489,27 @@ impl<R: Read, W: Write> TarReader<R, W> {
     }
 }
 
-/// Parse PAX extended header records `LEN KEY=VALUE\n`.
-fn parse_pax(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+/// Parse PAX extended header records `LEN KEY=VALUE\n` (of the header at offset `hoff`).
+fn parse_pax(data: &[u8], hoff: u64) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let record = || bad(format!("bad PAX record at offset {hoff}"));
+    let length = || bad(format!("bad PAX record length at offset {hoff}"));
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
         if rest.iter().all(|b| *b == 0) {
             break;
         }
-        let sp = rest
-            .iter()
-            .position(|b| *b == b' ')
-            .ok_or("bad PAX record")?;
+        let sp = rest.iter().position(|b| *b == b' ').ok_or_else(record)?;
         let len: usize = std::str::from_utf8(&rest[..sp])
             .ok()
             .and_then(|s| s.parse().ok())
-            .ok_or("bad PAX record length")?;
+            .ok_or_else(length)?;
         if len <= sp + 1 || len > rest.len() {
-            return Err("bad PAX record length".into());
+            return Err(length());
         }
         let rec = &rest[sp + 1..len];
         let rec = rec.strip_suffix(b"\n").unwrap_or(rec);
-        let eq = rec
-            .iter()
-            .position(|b| *b == b'=')
-            .ok_or("bad PAX record")?;
+        let eq = rec.iter().position(|b| *b == b'=').ok_or_else(record)?;
         let key = String::from_utf8_lossy(&rec[..eq]).into_owned();
         out.push((key, rec[eq + 1..].to_vec()));
         rest = &rest[len..];
@@ -533,15 +530,17 @@ pub enum Item {
 }
 
 /// Parse one record line.
-pub fn parse_line(line: &str) -> Result<Item, String> {
+pub fn parse_line(line: &str) -> Result<Item> {
     let v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("corrupt tar-split record: {e}"))?;
+        serde_json::from_str(line).map_err(|e| Error::json("corrupt tar-split record", e))?;
     // `payload` is base64 or null (Go's encoding of a nil byte slice).
-    let payload = || -> Result<Vec<u8>, String> {
+    let payload = || -> Result<Vec<u8>> {
         match v.get("payload") {
             None | Some(serde_json::Value::Null) => Ok(Vec::new()),
             Some(serde_json::Value::String(p)) => base64_decode(p),
-            Some(_) => Err("corrupt tar-split record: payload is not a string".into()),
+            Some(_) => Err(Error::invalid(
+                "corrupt tar-split record: payload is not a string",
+            )),
         }
     };
     match v.get("type").and_then(|t| t.as_u64()) {
@@ -555,10 +554,10 @@ pub fn parse_line(line: &str) -> Result<Item, String> {
             let size = match v.get("size") {
                 None | Some(serde_json::Value::Null) => 0,
                 Some(s) => s.as_u64().filter(|s| *s <= MAX_ENTRY_SIZE).ok_or_else(|| {
-                    format!(
+                    Error::invalid(format!(
                         "corrupt tar-split record: bad size {s} for {:?}",
                         shown(&name)
-                    )
+                    ))
                 })?,
             };
             let p = payload()?;
@@ -570,21 +569,26 @@ pub fn parse_line(line: &str) -> Result<Item, String> {
                     Some(c)
                 }
                 n => {
-                    return Err(format!(
+                    return Err(Error::invalid(format!(
                         "corrupt tar-split record: the checksum of {:?} has {n} bytes, not 8",
                         shown(&name)
-                    ));
+                    )));
                 }
             };
             Ok(Item::File { name, size, crc })
         }
-        _ => Err("corrupt tar-split record: unknown entry type".into()),
+        _ => Err(Error::invalid(
+            "corrupt tar-split record: unknown entry type",
+        )),
     }
 }
 
 fn shown(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
+
+/// What errors writing the rebuilt tar name (the caller knows where the output goes).
+const OUTPUT: &str = "the output";
 
 /// Write the original tar back from a record and a way to open each file's content.
 ///
@@ -595,55 +599,64 @@ pub fn reassemble(
     record: impl io::BufRead,
     mut open: impl FnMut(&[u8]) -> io::Result<Box<dyn Read>>,
     out: &mut dyn Write,
-) -> Result<(), String> {
+) -> Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     for line in record.lines() {
-        let line = line.map_err(|e| format!("cannot read tar-split record: {e}"))?;
+        let line = line.io("reading", "the tar-split record")?;
         if line.trim().is_empty() {
             continue;
         }
         match parse_line(&line)? {
-            Item::Segment(b) => out
-                .write_all(&b)
-                .map_err(|e| format!("write failed: {e}"))?,
+            Item::Segment(b) => out.write_all(&b).io("writing", OUTPUT)?,
             Item::File { size: 0, .. } => {}
             Item::File { name, size, crc } => {
-                let shown = shown(&name);
-                let mut f =
-                    open(&name).map_err(|e| format!("cannot open layer file {shown}: {e}"))?;
-                let mut sum = Crc64::new();
-                let mut left = size;
-                while left > 0 {
-                    let want = left.min(buf.len() as u64) as usize;
-                    let n = match f.read(&mut buf[..want]) {
-                        Ok(0) => {
-                            return Err(format!(
-                                "layer file {shown} is shorter than recorded ({} of {size} bytes): the layer dir was modified",
-                                size - left
-                            ));
-                        }
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(format!("cannot read layer file {shown}: {e}")),
-                    };
-                    sum.update(&buf[..n]);
-                    out.write_all(&buf[..n])
-                        .map_err(|e| format!("write failed: {e}"))?;
-                    left -= n as u64;
-                }
+                let f = open(&name).io("opening the layer file", shown(&name))?;
+                let sum = copy_file(f, &name, size, &mut buf, out)?;
                 if let Some(want) = crc
-                    && sum.sum() != want
+                    && sum != want
                 {
-                    return Err(format!(
-                        "layer file {shown} does not match its recorded checksum (crc64 {}, recorded {}): the layer dir was modified",
-                        crate::digest::hex(&sum.sum()),
+                    return Err(Error::invalid(format!(
+                        "layer file {} does not match its recorded checksum (crc64 {}, recorded {}): the layer dir was modified",
+                        shown(&name),
+                        crate::digest::hex(&sum),
                         crate::digest::hex(&want)
-                    ));
+                    )));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Copy exactly `size` bytes of layer file `name` from `f` to `out`; their CRC-64.
+fn copy_file(
+    mut f: Box<dyn Read>,
+    name: &[u8],
+    size: u64,
+    buf: &mut [u8],
+    out: &mut dyn Write,
+) -> Result<[u8; 8]> {
+    let mut sum = Crc64::new();
+    let mut left = size;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = match f.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(Error::invalid(format!(
+                    "layer file {} is shorter than recorded ({} of {size} bytes): the layer dir was modified",
+                    shown(name),
+                    size - left
+                )));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("reading the layer file", shown(name), e)),
+        };
+        sum.update(&buf[..n]);
+        out.write_all(&buf[..n]).io("writing", OUTPUT)?;
+        left -= n as u64;
+    }
+    Ok(sum.sum())
 }
 
 /// CRC-64 as Go's `hash/crc64` computes it with the ISO table (tar-split's file checksum):
@@ -714,7 +727,7 @@ pub fn base64_encode(data: &[u8]) -> String {
 }
 
 /// Decode standard base64 (padding optional).
-pub fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
+pub fn base64_decode(s: &str) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() / 4 * 3);
     let mut acc: u32 = 0;
     let mut bits = 0;
@@ -725,7 +738,8 @@ pub fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
         let v = B64
             .iter()
             .position(|x| *x == c)
-            .ok_or("corrupt base64 in tar-split record")? as u32;
+            .ok_or_else(|| Error::invalid("corrupt base64 in tar-split record"))?
+            as u32;
         acc = (acc << 6) | v;
         bits += 6;
         if bits >= 8 {
