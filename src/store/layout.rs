@@ -24,11 +24,20 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub root: PathBuf,
+    /// A data-root that dockerd made (see [`Layout::is_docker_root`]), found once.
+    docker_root: bool,
 }
 
 impl Layout {
-    pub fn new(root: PathBuf) -> Layout {
-        Layout { root }
+    /// The store at `root`: looks whether dockerd made it (a marker it cannot look at is
+    /// an error, not "no": the answer decides whether `tmp/` may be emptied).
+    pub fn new(root: PathBuf) -> Result<Layout> {
+        let mut docker_root = false;
+        for m in DOCKERD_MARKERS {
+            let p = root.join(m);
+            docker_root |= std::fs::metadata(&p).io_absent("reading", &p)?.is_some();
+        }
+        Ok(Layout { root, docker_root })
     }
 
     /// `--root`, else `LAYERFS_ROOT`, else `/var/lib/layerfs` (root) or
@@ -113,7 +122,7 @@ impl Layout {
     /// Is this a data-root that dockerd made (`--root /var/lib/docker`)? It has files dockerd
     /// writes at startup and layerfs never does. Its `tmp/` is then dockerd's temp dir.
     pub fn is_docker_root(&self) -> bool {
-        DOCKERD_MARKERS.iter().any(|m| self.root.join(m).exists())
+        self.docker_root
     }
 
     /// Every directory the store needs, created if missing.

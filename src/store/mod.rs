@@ -102,7 +102,7 @@ impl Store {
     /// Open (and create if needed) the store at `--root` / `LAYERFS_ROOT` / the default.
     pub fn open(root: Option<PathBuf>) -> Result<Store> {
         let root = Layout::default_root(root)?;
-        let layout = Layout::new(root);
+        let layout = Layout::new(root)?;
         layout.ensure()?;
         Ok(Store {
             layout,
