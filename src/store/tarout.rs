@@ -4,10 +4,12 @@
 
 use super::error::{Error, Result, ResultExt};
 use super::merged::{Node, Stack, is_dir};
-use crate::format::{owner, whiteout};
+use crate::format::owner::{self, Presented};
+use crate::format::whiteout;
 use crate::sys::{self, Stat};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 /// Writes layer / export tars from layer dirs.
@@ -16,6 +18,41 @@ pub struct TarOut<W: Write> {
     /// (layer, dev, ino) -> first path written, for hard links.
     links: HashMap<(usize, u64, u64), PathBuf>,
     written: BTreeSet<PathBuf>,
+}
+
+/// Where an entry being written comes from: layer dir fd `dir`, its path `src` there
+/// (`at` in full, for errors), its stat and what it presents.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    dir: BorrowedFd<'a>,
+    src: &'a Path,
+    at: &'a Path,
+    st: &'a Stat,
+    pr: &'a Presented,
+}
+
+/// An entry's xattrs as PAX records (private overlay ones never leave the store).
+fn xattr_records(dir: BorrowedFd<'_>, src: &Path, at: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let names = match sys::list_xattr_at(dir, src) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Vec::new(),
+        Err(e) => return Err(Error::io("listing the xattrs of", at, e)),
+    };
+    let mut pax = Vec::new();
+    for n in names {
+        if whiteout::is_private_xattr(&n) {
+            continue;
+        }
+        match sys::get_xattr_at(dir, src, &n) {
+            Ok(Some(v)) => pax.push((format!("SCHILY.xattr.{}", n.to_string_lossy()), v)),
+            // Gone since it was listed.
+            Ok(None) => {}
+            // trusted.* of other tools, unreadable without root: not the image's.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            Err(e) => return Err(Error::io("reading the xattrs of", at, e)),
+        }
+    }
+    Ok(pax)
 }
 
 impl<W: Write> TarOut<W> {
@@ -74,45 +111,23 @@ impl<W: Write> TarOut<W> {
             return Ok(());
         }
         let dir = stack.res.layers[li].fd();
-        let at = || stack.paths[li].join(src);
+        let at = stack.paths[li].join(src);
         let pr = stack.presented_at(li, src, st)?;
-        let ty = pr.mode & libc::S_IFMT;
         let mut h = tar::Header::new_gnu();
         h.set_uid(pr.uid as u64);
         h.set_gid(pr.gid as u64);
         h.set_mode(pr.mode & 0o7777);
         h.set_mtime(st.st_mtime.max(0) as u64);
         h.set_size(0);
-        // xattrs as PAX records (private overlay ones never leave the store).
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-            let names = match sys::list_xattr_at(dir, src) {
-                Ok(n) => n,
-                Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Vec::new(),
-                Err(e) => return Err(Error::io("listing the xattrs of", at(), e)),
-            };
-            for n in names {
-                if whiteout::is_private_xattr(&n) {
-                    continue;
-                }
-                match sys::get_xattr_at(dir, src, &n) {
-                    Ok(Some(v)) => {
-                        pax.push((format!("SCHILY.xattr.{}", n.to_string_lossy()), v));
-                    }
-                    Ok(None) => {}
-                    // trusted.* of other tools, unreadable without root: not the image's.
-                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
-                    Err(e) => return Err(Error::io("reading the xattrs of", at(), e)),
-                }
+            let pax = xattr_records(dir, src, &at)?;
+            if !pax.is_empty() {
+                self.b
+                    .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                    .map_err(|e| Self::err(rel, e))?;
             }
         }
-        if !pax.is_empty() {
-            self.b
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .map_err(|e| Self::err(rel, e))?;
-        }
-        let real_ty = st.st_mode & libc::S_IFMT;
-        if real_ty != libc::S_IFDIR && st.st_nlink > 1 {
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR && st.st_nlink > 1 {
             let key = (li, st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key).cloned() {
                 h.set_entry_type(tar::EntryType::Link);
@@ -123,44 +138,52 @@ impl<W: Write> TarOut<W> {
             }
             self.links.insert(key, rel.to_path_buf());
         }
-        match (real_ty, ty) {
+        let e = Source {
+            dir,
+            src,
+            at: &at,
+            st,
+            pr: &pr,
+        };
+        self.content(e, h, rel)
+    }
+
+    /// The rest of an entry's header and its content, by what it is on disk and what it
+    /// presents (a stand-in file presents a symlink, fifo or device).
+    fn content(&mut self, e: Source<'_>, mut h: tar::Header, rel: &Path) -> Result<()> {
+        let err = |er| Self::err(rel, er);
+        match (e.st.st_mode & libc::S_IFMT, e.pr.mode & libc::S_IFMT) {
             (libc::S_IFDIR, _) => {
                 h.set_entry_type(tar::EntryType::Directory);
                 let mut p = rel.as_os_str().to_os_string();
                 p.push("/");
                 self.b
                     .append_data(&mut h, &p, std::io::empty())
-                    .map_err(|e| Self::err(rel, e))
+                    .map_err(err)
             }
             (libc::S_IFLNK, _) => {
                 h.set_entry_type(tar::EntryType::Symlink);
-                let t = sys::readlink_at(dir, src).io("reading the symlink", at())?;
-                self.b
-                    .append_link(&mut h, rel, Path::new(&t))
-                    .map_err(|e| Self::err(rel, e))
+                let t = sys::readlink_at(e.dir, e.src).io("reading the symlink", e.at)?;
+                self.b.append_link(&mut h, rel, Path::new(&t)).map_err(err)
             }
             (libc::S_IFREG, libc::S_IFREG) => {
                 h.set_entry_type(tar::EntryType::Regular);
-                let fd = sys::open_at(dir, src, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
-                    .io("reading", at())?;
+                let fd = sys::open_at(e.dir, e.src, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+                    .io("reading", e.at)?;
                 let f = std::fs::File::from(fd);
-                let len = f.metadata().io("reading", at())?.len();
+                let len = f.metadata().io("reading", e.at)?.len();
                 h.set_size(len);
-                self.b
-                    .append_data(&mut h, rel, f.take(len))
-                    .map_err(|e| Self::err(rel, e))
+                self.b.append_data(&mut h, rel, f.take(len)).map_err(err)
             }
             (libc::S_IFREG, libc::S_IFLNK) => {
                 // A plain file standing in for a symlink: it holds the target.
                 h.set_entry_type(tar::EntryType::Symlink);
-                let t = owner::read_standin_link(dir, src)
-                    .io("reading the symlink stand-in", at())?
+                let t = owner::read_standin_link(e.dir, e.src)
+                    .io("reading the symlink stand-in", e.at)?
                     .ok_or_else(|| {
-                        Error::invalid(format!("{}: symlink stand-in changed", at().display()))
+                        Error::invalid(format!("{}: symlink stand-in changed", e.at.display()))
                     })?;
-                self.b
-                    .append_link(&mut h, rel, Path::new(&t))
-                    .map_err(|e| Self::err(rel, e))
+                self.b.append_link(&mut h, rel, Path::new(&t)).map_err(err)
             }
             (_, t) => {
                 let et = match t {
@@ -171,13 +194,13 @@ impl<W: Write> TarOut<W> {
                 };
                 h.set_entry_type(et);
                 if matches!(t, libc::S_IFCHR | libc::S_IFBLK) {
-                    h.set_device_major(sys::major(pr.rdev))
-                        .and_then(|()| h.set_device_minor(sys::minor(pr.rdev)))
-                        .map_err(|e| Self::err(rel, e))?;
+                    h.set_device_major(sys::major(e.pr.rdev))
+                        .and_then(|()| h.set_device_minor(sys::minor(e.pr.rdev)))
+                        .map_err(err)?;
                 }
                 self.b
                     .append_data(&mut h, rel, std::io::empty())
-                    .map_err(|e| Self::err(rel, e))
+                    .map_err(err)
             }
         }
     }
