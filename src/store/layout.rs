@@ -193,11 +193,13 @@ pub fn random_hex(n: usize) -> String {
     crate::digest::hex(&random_bytes(n))
 }
 
-/// Random bytes from getrandom(2) (falls back to time/pid mixing if it fails).
+/// Random bytes from the kernel (`/dev/urandom`); where that cannot be read, time/pid
+/// mixing (ids need to be unique, not secret).
 pub fn random_bytes(n: usize) -> Vec<u8> {
+    use std::io::Read;
     let mut buf = vec![0u8; n];
-    let r = unsafe { libc::getrandom(buf.as_mut_ptr() as *mut libc::c_void, n, 0) };
-    if r != n as isize {
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
+    if read.is_err() {
         let seed = format!(
             "{:?}{}{:p}",
             std::time::SystemTime::now(),

@@ -6,7 +6,6 @@
 use super::error::{Error, Result, ResultExt};
 use super::layout::Layout;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 
 /// Held while a command writes to the store; released on drop (or process death).
 pub struct StoreLock {
@@ -35,13 +34,15 @@ impl StoreLock {
             .write(true)
             .open(&path)
             .io("opening the store lock", &path)?;
-        let fd = file.as_raw_fd();
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            log::info!("waiting for the store lock {}", path.display());
-            waiting();
-            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-                return Err(Error::io("locking", &path, std::io::Error::last_os_error()));
+        // flock(2), as std implements it on Linux: released when the file is closed.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                log::info!("waiting for the store lock {}", path.display());
+                waiting();
+                file.lock().io("locking", &path)?;
             }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
         }
         let lock = StoreLock {
             _file: file,
