@@ -6,7 +6,7 @@
 use super::error::{Context, Error, Result, ResultExt, is_absent};
 use super::human::{now_rfc3339, parse_rfc3339};
 use super::layout::{Layout, read_text_opt, write_atomic};
-pub use super::reference::Ref;
+use super::reference::Ref;
 use super::{Store, remove_tree};
 use crate::digest::{Digest, chain_ids};
 use serde::{Deserialize, Serialize};

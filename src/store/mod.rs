@@ -144,21 +144,19 @@ impl Store {
         if !is_dir(&dir)? {
             return Ok(None);
         }
-        let recorded = |name: &str| -> Result<Digest> {
-            let p = dir.join(name);
-            digest(&read_text(&p)?).context(|| format!("corrupt {}", p.display()))
-        };
-        let diff_id = recorded("diff")?;
+        let corrupt = |p: &Path| format!("corrupt {}", p.display());
+        let dp = dir.join("diff");
+        let diff_id = digest(&read_text(&dp)?).context(|| corrupt(&dp))?;
         let sp = dir.join("size");
         let size = read_text(&sp)?
             .parse()
             .map_err(|e| Error::invalid(format!("corrupt {}: {e}", sp.display())))?;
         let cache_id = read_text(&dir.join("cache-id"))?;
         // The bottom layer has no parent file.
-        let parent = match read_text_opt(&dir.join("parent"))? {
-            Some(_) => Some(recorded("parent")?),
-            None => None,
-        };
+        let pp = dir.join("parent");
+        let parent = read_text_opt(&pp)?
+            .map(|s| digest(&s).context(|| corrupt(&pp)))
+            .transpose()?;
         let diff_dir = self.layout.cache_dir(&cache_id).join("diff");
         Ok(Some(LayerInfo {
             chain_id: chain.clone(),

@@ -361,8 +361,16 @@ impl Extractor {
     fn opaque_marker(&self, p: Place<'_>) -> Result<()> {
         let here = Path::new("");
         if self.privileged {
+            let dir = p.rel.parent().unwrap_or(Path::new(""));
             return sys::set_xattr_at(p.dir, here, OsStr::new("trusted.overlay.opaque"), b"y", 0)
-                .io("marking opaque the directory of", p.rel);
+                .io(
+                    "marking opaque",
+                    if dir.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        dir
+                    },
+                );
         }
         self.marker_file(p, "creating the opaque marker")?;
         // The marker file is the form this store reads; the xattr is for kernel overlayfs
