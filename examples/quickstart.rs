@@ -82,6 +82,7 @@ fn run() -> Result<(), String> {
             lowers: vec![lower1.clone(), lower2.clone()],
             upper: Some(upper.clone()),
             work: Some(work.clone()),
+            ..Default::default()
         },
         mountpoint: merged.clone(),
         options: MountOptions::default(),

@@ -20,7 +20,7 @@
 //! ```
 //!
 //! The one value that crosses from the store to the filesystem is a [`mount::MountPlan`]:
-//! lower dirs (top first), upper, work.
+//! lower dirs (top first), upper, work, read-only, fsname, a throwaway dir.
 
 #![deny(unsafe_code)]
 

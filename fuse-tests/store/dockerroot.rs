@@ -184,7 +184,7 @@ fn docker_root_damaged_payload_is_named_and_leaves_no_output() {
             let p = record_of(dr, 2);
             let b = std::fs::read(&p).expect("read");
             std::fs::write(&p, &b[..b.len() / 2]).expect("write");
-            (2, "tar-split.json.gz", "cannot read")
+            (2, "tar-split.json.gz", "reading the tar-split record")
         },
     ];
     for damage in cases {

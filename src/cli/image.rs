@@ -1,13 +1,16 @@
 //! `layerfs image ...` verbs (also `layerfs images` and `layerfs rmi`): parse with clap,
 //! call the store, print docker-shaped tables or JSON.
 
+use super::{CliError, CliResult};
 use crate::digest::Digest;
 use crate::store::Store;
-use crate::store::human::{human_age, human_size, now_secs};
-use crate::store::images::Repositories;
+use crate::store::human::{human_age, human_size, now_secs, parse_rfc3339};
+use crate::store::images::{Image, Repositories};
+use crate::store::save::{Format, SaveTo};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(name = "layerfs image", about = "Manage images in the layerfs store")]
@@ -144,11 +147,14 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn json_format(f: &Option<String>) -> Result<bool, String> {
+/// `--format`: `json` (one object per line) or the table.
+pub(super) fn json_format(f: &Option<String>) -> Result<bool, CliError> {
     match f.as_deref() {
         None | Some("table") => Ok(false),
         Some("json") | Some("{{json .}}") => Ok(true),
-        Some(o) => Err(format!("unsupported --format {o:?} (use json or table)")),
+        Some(o) => Err(CliError::Usage(format!(
+            "unsupported --format {o:?} (use json or table)"
+        ))),
     }
 }
 
@@ -156,41 +162,15 @@ pub fn main(root: Option<PathBuf>, args: Vec<OsString>) -> i32 {
     super::parse_and_run::<Cli>("layerfs image", args, |cli| run(root, cli.cmd))
 }
 
-fn run(root: Option<PathBuf>, cmd: Cmd) -> Result<(), String> {
-    let store = Store::open(root)?;
+fn run(root: Option<PathBuf>, cmd: Cmd) -> CliResult {
+    let store = super::open_store(root)?;
     match cmd {
-        Cmd::Load { input, quiet } => {
-            let loaded = store.load(input.as_deref())?;
-            for l in loaded {
-                for w in &l.warnings {
-                    eprintln!("layerfs: warning: {w}");
-                }
-                if quiet {
-                    println!("{}", l.id);
-                } else if l.tags.is_empty() {
-                    println!("Loaded image ID: {}", l.id);
-                } else {
-                    for t in &l.tags {
-                        println!("Loaded image: {t}");
-                    }
-                }
-            }
-            Ok(())
-        }
+        Cmd::Load { input, quiet } => load(&store, input.as_deref(), quiet),
         Cmd::Save {
             output,
             format,
             images,
-        } => {
-            let fmt = crate::store::save::Format::parse(&format)?;
-            if output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                return Err(
-                    "refusing to write an archive to a terminal: use -o FILE or redirect stdout"
-                        .into(),
-                );
-            }
-            store.save(&images, output.as_deref(), fmt)
-        }
+        } => save(&store, &images, output.as_deref(), &format),
         Cmd::Ls {
             all: _,
             quiet,
@@ -198,40 +178,31 @@ fn run(root: Option<PathBuf>, cmd: Cmd) -> Result<(), String> {
             no_trunc,
             format,
             reference,
-        } => ls(
-            &store,
-            quiet,
-            digests,
-            no_trunc,
-            json_format(&format)?,
-            reference.as_deref(),
-        ),
+        } => {
+            let show = Show {
+                quiet,
+                no_trunc,
+                json: json_format(&format)?,
+            };
+            ls(&store, show, digests, reference.as_deref())
+        }
         Cmd::Inspect { images } => inspect(&store, &images),
         Cmd::History {
             image,
             no_trunc,
             quiet,
             format,
-        } => history(&store, &image, no_trunc, quiet, json_format(&format)?),
-        Cmd::Tag { source, target } => store.tag(&source, &target),
-        Cmd::Rm { force, images } => {
-            for l in store.remove_images(&images, force)? {
-                println!("{l}");
-            }
-            Ok(())
+        } => {
+            let show = Show {
+                quiet,
+                no_trunc,
+                json: json_format(&format)?,
+            };
+            history(&store, &image, show)
         }
-        Cmd::Prune { all, force: _ } => {
-            let (lines, bytes) = store.prune_images(all)?;
-            if !lines.is_empty() {
-                println!("Deleted Images:");
-                for l in lines {
-                    println!("{l}");
-                }
-                println!();
-            }
-            println!("Total reclaimed space: {}", human_size(bytes));
-            Ok(())
-        }
+        Cmd::Tag { source, target } => Ok(store.tag(&source, &target)?),
+        Cmd::Rm { force, images } => rm(&store, &images, force),
+        Cmd::Prune { all, force: _ } => prune(&store, all),
         Cmd::Import {
             file,
             reference,
@@ -253,58 +224,91 @@ fn run(root: Option<PathBuf>, cmd: Cmd) -> Result<(), String> {
             rw,
             allow_other,
         } => {
-            let repos = Repositories::load(&store.layout)?;
-            let id = store.resolve(&image, &repos)?;
-            let lowers = store.image_lowers(&id)?;
-            let (upper, work) = if rw {
-                let base = std::env::temp_dir().join(format!(
-                    "layerfs-rw-{}",
-                    crate::store::layout::random_hex(6)
-                ));
-                for d in ["upper", "work"] {
-                    std::fs::create_dir_all(base.join(d))
-                        .map_err(|e| format!("cannot create {}: {e}", base.join(d).display()))?;
-                }
+            let plan = store.image_mount_plan(&image, rw)?;
+            if let (Some(_), Some(u)) = (&plan.throwaway, &plan.upper) {
                 eprintln!(
                     "layerfs: writes go to the throwaway dir {} (removed at unmount)",
-                    base.join("upper").display()
+                    u.display()
                 );
-                (Some(base.join("upper")), Some(base.join("work")))
-            } else {
-                (None, None)
-            };
-            let throwaway = upper.as_ref().and_then(|u| u.parent()).map(PathBuf::from);
-            let req = crate::mount::MountRequest {
-                plan: crate::mount::MountPlan {
-                    lowers,
-                    upper,
-                    work,
-                },
-                mountpoint: mountpoint.clone(),
-                options: crate::mount::MountOptions {
-                    read_only: !rw,
-                    allow_other,
-                    fsname: Some(format!("layerfs:{}", id.short())),
-                    remove_on_unmount: throwaway,
-                    ..Default::default()
-                },
-                foreground: false,
-            };
-            crate::mount::run(req)
-                .map_err(|e| format!("cannot mount {image} on {}: {e}", mountpoint.display()))
+            }
+            super::run_mount(plan, &mountpoint, allow_other, &image)
         }
         Cmd::Layers { image, format } => layers(&store, &image, json_format(&format)?),
     }
 }
 
-fn ls(
-    store: &Store,
+/// How a listing is printed.
+#[derive(Clone, Copy)]
+struct Show {
+    /// IDs only.
     quiet: bool,
-    digests: bool,
+    /// Full IDs and texts.
     no_trunc: bool,
+    /// One JSON object per line instead of the table.
     json: bool,
-    filter: Option<&str>,
-) -> Result<(), String> {
+}
+
+fn load(store: &Store, input: Option<&Path>, quiet: bool) -> CliResult {
+    for l in store.load(input)? {
+        for w in &l.warnings {
+            eprintln!("layerfs: warning: {w}");
+        }
+        if quiet {
+            println!("{}", l.id);
+        } else if l.tags.is_empty() {
+            println!("Loaded image ID: {}", l.id);
+        } else {
+            for t in &l.tags {
+                println!("Loaded image: {t}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn save(store: &Store, images: &[String], output: Option<&Path>, format: &str) -> CliResult {
+    let fmt = Format::parse(format)?;
+    if let Some(p) = output {
+        return Ok(store.save(images, SaveTo::Path(p), fmt)?);
+    }
+    if std::io::stdout().is_terminal() {
+        return Err(CliError::Usage(
+            "refusing to write an archive to a terminal: use -o FILE or redirect stdout".into(),
+        ));
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    Ok(store.save(images, SaveTo::Stream(&mut out), fmt)?)
+}
+
+/// `image rm`: each argument's lines, then its error (all of them reported at the end).
+fn rm(store: &Store, images: &[String], force: bool) -> CliResult {
+    let mut errs = Vec::new();
+    for r in store.remove_images(images, force)? {
+        for l in &r.lines {
+            println!("{l}");
+        }
+        if let Err(e) = r.result {
+            errs.push(e.into());
+        }
+    }
+    super::all_or_each(errs)
+}
+
+fn prune(store: &Store, all: bool) -> CliResult {
+    let (lines, bytes) = store.prune_images(all)?;
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in lines {
+            println!("{l}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(())
+}
+
+fn ls(store: &Store, show: Show, digests: bool, filter: Option<&str>) -> CliResult {
     let repos = Repositories::load(&store.layout)?;
     let now = now_secs();
     let mut imgs = Vec::new();
@@ -312,37 +316,22 @@ fn ls(
         imgs.push(store.image(&id, &repos)?);
     }
     imgs.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
-    let mut rows = vec![];
     let mut header = vec!["REPOSITORY", "TAG"];
     if digests {
         header.push("DIGEST");
     }
     header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-    rows.push(header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
     let mut seen = std::collections::BTreeSet::new();
     for img in &imgs {
-        let idstr = if no_trunc {
+        let idstr = if show.no_trunc {
             img.id.to_string()
         } else {
             img.id.short().to_string()
         };
-        let mut entries: Vec<(String, String)> = img
-            .tags
-            .iter()
-            .map(|r| (r.name.clone(), r.tag.clone()))
-            .collect();
-        if entries.is_empty() {
-            entries.push(("<none>".into(), "<none>".into()));
-        }
-        for (repo, tag) in entries {
-            if let Some(f) = filter {
-                let (fr, ft) = match f.rsplit_once(':') {
-                    Some((r, t)) if !t.contains('/') => (r, Some(t)),
-                    _ => (f, None),
-                };
-                if repo != fr || ft.is_some_and(|t| t != tag) {
-                    continue;
-                }
+        for (repo, tag) in repo_tags(img) {
+            if !matches_filter(filter, &repo, &tag) {
+                continue;
             }
             let digest = img
                 .digests
@@ -350,48 +339,82 @@ fn ls(
                 .find_map(|d| d.strip_prefix(&format!("{repo}@")))
                 .unwrap_or("<none>")
                 .to_string();
-            if quiet {
+            if show.quiet {
                 if seen.insert(idstr.clone()) {
                     println!("{idstr}");
                 }
-                continue;
+            } else if show.json {
+                println!("{}", ls_json(img, &idstr, &repo, &tag, &digest, now));
+            } else {
+                let mut r = vec![repo, tag];
+                if digests {
+                    r.push(digest);
+                }
+                r.extend([
+                    idstr.clone(),
+                    human_age(img.created, now),
+                    human_size(img.size),
+                ]);
+                rows.push(r);
             }
-            if json {
-                let v = serde_json::json!({
-                    "Containers": "N/A",
-                    "CreatedAt": img.created_str(),
-                    "CreatedSince": human_age(img.created, now),
-                    "Digest": digest,
-                    "ID": idstr,
-                    "Repository": repo,
-                    "SharedSize": "N/A",
-                    "Size": human_size(img.size),
-                    "Tag": tag,
-                    "UniqueSize": "N/A",
-                    "VirtualSize": human_size(img.size),
-                });
-                println!("{v}");
-                continue;
-            }
-            let mut r = vec![repo, tag];
-            if digests {
-                r.push(digest);
-            }
-            r.extend([
-                idstr.clone(),
-                human_age(img.created, now),
-                human_size(img.size),
-            ]);
-            rows.push(r);
         }
     }
-    if !quiet && !json {
+    if !show.quiet && !show.json {
         print_table(&rows);
     }
     Ok(())
 }
 
-fn inspect(store: &Store, names: &[String]) -> Result<(), String> {
+/// (repository, tag) of every tag of an image; `<none>` twice for an untagged one.
+fn repo_tags(img: &Image) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = img
+        .tags
+        .iter()
+        .map(|r| (r.name.clone(), r.tag.clone()))
+        .collect();
+    if entries.is_empty() {
+        entries.push(("<none>".into(), "<none>".into()));
+    }
+    entries
+}
+
+/// Does `repo:tag` match the `image ls REPO[:TAG]` filter?
+fn matches_filter(filter: Option<&str>, repo: &str, tag: &str) -> bool {
+    let Some(f) = filter else {
+        return true;
+    };
+    let (fr, ft) = match f.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, Some(t)),
+        _ => (f, None),
+    };
+    repo == fr && ft.is_none_or(|t| t == tag)
+}
+
+/// One line of `image ls --format json`, as docker writes it.
+fn ls_json(
+    img: &Image,
+    id: &str,
+    repo: &str,
+    tag: &str,
+    digest: &str,
+    now: i64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "Containers": "N/A",
+        "CreatedAt": img.created_str(),
+        "CreatedSince": human_age(img.created, now),
+        "Digest": digest,
+        "ID": id,
+        "Repository": repo,
+        "SharedSize": "N/A",
+        "Size": human_size(img.size),
+        "Tag": tag,
+        "UniqueSize": "N/A",
+        "VirtualSize": human_size(img.size),
+    })
+}
+
+fn inspect(store: &Store, names: &[String]) -> CliResult {
     let repos = Repositories::load(&store.layout)?;
     let mut out = Vec::new();
     let mut errs = Vec::new();
@@ -402,159 +425,153 @@ fn inspect(store: &Store, names: &[String]) -> Result<(), String> {
         {
             Ok(i) => i,
             Err(e) => {
-                errs.push(e);
+                errs.push(e.into());
                 continue;
             }
         };
-        let layers = store.layers_of(&img.diff_ids)?;
-        let dirs: Vec<String> = layers
-            .iter()
-            .rev()
-            .map(|l| l.diff_dir.display().to_string())
-            .collect();
-        let c = &img.config;
-        let md = store.layout.image_metadata(&img.id);
-        let parent = std::fs::read_to_string(md.join("parent")).unwrap_or_default();
-        let last = std::fs::read_to_string(md.join("lastUpdated")).unwrap_or_default();
-        out.push(serde_json::json!({
-            "Id": img.id.to_string(),
-            "RepoTags": img.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-            "RepoDigests": img.digests,
-            "Parent": parent.trim(),
-            "Comment": c.get("comment").cloned().unwrap_or_else(|| "".into()),
-            "Created": c.get("created").cloned().unwrap_or_else(|| "".into()),
-            "DockerVersion": c.get("docker_version").cloned().unwrap_or_else(|| "".into()),
-            "Author": c.get("author").cloned().unwrap_or_else(|| "".into()),
-            "Config": c.get("config").cloned().unwrap_or(serde_json::Value::Null),
-            "Architecture": c.get("architecture").cloned().unwrap_or_else(|| "".into()),
-            "Variant": c.get("variant").cloned(),
-            "Os": c.get("os").cloned().unwrap_or_else(|| "".into()),
-            "Size": img.size,
-            "GraphDriver": {
-                "Name": "overlay2",
-                "Data": {
-                    "LowerDir": dirs.get(1..).map(|d| d.join(":")).unwrap_or_default(),
-                    "UpperDir": dirs.first().cloned().unwrap_or_default(),
-                    "LayerDirs": dirs,
-                }
-            },
-            "RootFS": {
-                "Type": "layers",
-                "Layers": img.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-                "ChainIDs": img.chain_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-            },
-            "Metadata": {"LastTagTime": last.trim()},
-        }));
+        out.push(inspect_json(store, &img)?);
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
-    );
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("\nlayerfs: "))
-    }
+    println!("{:#}", serde_json::Value::Array(out));
+    super::all_or_each(errs)
 }
 
-fn history(
-    store: &Store,
-    name: &str,
-    no_trunc: bool,
-    quiet: bool,
-    json: bool,
-) -> Result<(), String> {
-    let repos = Repositories::load(&store.layout)?;
-    let id = store.resolve(name, &repos)?;
-    let img = store.image(&id, &repos)?;
+/// One image of `image inspect`, in docker's shape.
+fn inspect_json(store: &Store, img: &Image) -> Result<serde_json::Value, CliError> {
     let layers = store.layers_of(&img.diff_ids)?;
-    let now = now_secs();
+    let dirs: Vec<String> = layers
+        .iter()
+        .rev()
+        .map(|l| l.diff_dir.display().to_string())
+        .collect();
+    let c = &img.config;
+    let md = store.image_metadata(&img.id)?;
+    let field = |k: &str| c.get(k).cloned().unwrap_or_else(|| "".into());
+    Ok(serde_json::json!({
+        "Id": img.id.to_string(),
+        "RepoTags": img.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+        "RepoDigests": img.digests,
+        "Parent": md.parent.unwrap_or_default(),
+        "Comment": field("comment"),
+        "Created": field("created"),
+        "DockerVersion": field("docker_version"),
+        "Author": field("author"),
+        "Config": c.get("config").cloned().unwrap_or(serde_json::Value::Null),
+        "Architecture": field("architecture"),
+        "Variant": c.get("variant").cloned(),
+        "Os": field("os"),
+        "Size": img.size,
+        "GraphDriver": {
+            "Name": "overlay2",
+            "Data": {
+                "LowerDir": dirs.get(1..).map(|d| d.join(":")).unwrap_or_default(),
+                "UpperDir": dirs.first().cloned().unwrap_or_default(),
+                "LayerDirs": dirs,
+            }
+        },
+        "RootFS": {
+            "Type": "layers",
+            "Layers": img.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            "ChainIDs": img.chain_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        },
+        "Metadata": {"LastTagTime": md.last_updated.unwrap_or_default()},
+    }))
+}
+
+/// One line of `image history`, before it is printed.
+struct Step {
+    created: Option<i64>,
+    by: String,
+    size: u64,
+    comment: String,
+}
+
+/// An image's history, newest first: its config's `history`, each non-empty step with the
+/// size of the next layer; one unnamed step per layer when the config has none.
+fn steps(store: &Store, img: &Image) -> Result<Vec<Step>, CliError> {
+    let layers = store.layers_of(&img.diff_ids)?;
     let hist: Vec<serde_json::Value> = img
         .config
         .get("history")
         .and_then(|h| h.as_array())
         .cloned()
         .unwrap_or_default();
-    // (created, created_by, size, comment), bottom first.
-    let mut entries: Vec<(Option<i64>, String, u64, String)> = Vec::new();
-    let mut li = 0;
+    let text = |h: &serde_json::Value, k: &str| {
+        h.get(k).and_then(|c| c.as_str()).unwrap_or("").to_string()
+    };
+    let mut out: Vec<Step> = Vec::new();
     if hist.is_empty() {
         for l in &layers {
-            entries.push((img.created, String::new(), l.size, String::new()));
+            out.push(Step {
+                created: img.created,
+                by: String::new(),
+                size: l.size,
+                comment: String::new(),
+            });
         }
     }
+    let mut sizes = layers.iter().map(|l| l.size);
     for h in &hist {
         let empty = h
             .get("empty_layer")
             .and_then(|e| e.as_bool())
             .unwrap_or(false);
-        let size = if empty {
-            0
-        } else {
-            let s = layers.get(li).map(|l| l.size).unwrap_or(0);
-            li += 1;
-            s
-        };
-        let created = h
-            .get("created")
-            .and_then(|c| c.as_str())
-            .and_then(crate::store::human::parse_rfc3339);
-        let by = h
-            .get("created_by")
-            .and_then(|c| c.as_str())
-            .unwrap_or("")
-            .to_string();
-        let comment = h
-            .get("comment")
-            .and_then(|c| c.as_str())
-            .unwrap_or("")
-            .to_string();
-        entries.push((created, by, size, comment));
+        out.push(Step {
+            created: h
+                .get("created")
+                .and_then(|c| c.as_str())
+                .and_then(parse_rfc3339),
+            by: text(h, "created_by"),
+            size: if empty { 0 } else { sizes.next().unwrap_or(0) },
+            comment: text(h, "comment"),
+        });
     }
-    entries.reverse();
+    out.reverse();
+    Ok(out)
+}
+
+fn history(store: &Store, name: &str, show: Show) -> CliResult {
+    let repos = Repositories::load(&store.layout)?;
+    let id = store.resolve(name, &repos)?;
+    let img = store.image(&id, &repos)?;
+    let now = now_secs();
     let mut rows = vec![
         ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
             .iter()
             .map(|s| s.to_string())
             .collect::<Vec<_>>(),
     ];
-    for (i, (created, by, size, comment)) in entries.into_iter().enumerate() {
-        let image = if i == 0 {
-            if no_trunc {
-                id.to_string()
-            } else {
-                id.short().to_string()
-            }
-        } else {
-            "<missing>".to_string()
+    for (i, st) in steps(store, &img)?.into_iter().enumerate() {
+        let image = match (i, show.no_trunc) {
+            (0, true) => id.to_string(),
+            (0, false) => id.short().to_string(),
+            _ => "<missing>".to_string(),
         };
-        if quiet {
+        if show.quiet {
             println!("{image}");
             continue;
         }
-        if json {
+        let age = human_age(st.created, now);
+        if show.json {
             println!(
                 "{}",
-                serde_json::json!({"ID": image, "CreatedSince": human_age(created, now), "CreatedBy": by, "Size": human_size(size), "Comment": comment})
+                serde_json::json!({"ID": image, "CreatedSince": age, "CreatedBy": st.by, "Size": human_size(st.size), "Comment": st.comment})
             );
             continue;
         }
-        let by = if no_trunc { by } else { truncate(&by, 45) };
-        rows.push(vec![
-            image,
-            human_age(created, now),
-            by,
-            human_size(size),
-            comment,
-        ]);
+        let by = if show.no_trunc {
+            st.by
+        } else {
+            truncate(&st.by, 45)
+        };
+        rows.push(vec![image, age, by, human_size(st.size), st.comment]);
     }
-    if !quiet && !json {
+    if !show.quiet && !show.json {
         print_table(&rows);
     }
     Ok(())
 }
 
-fn layers(store: &Store, name: &str, json: bool) -> Result<(), String> {
+fn layers(store: &Store, name: &str, json: bool) -> CliResult {
     let repos = Repositories::load(&store.layout)?;
     let id: Digest = store.resolve(name, &repos)?;
     let img = store.image(&id, &repos)?;

@@ -10,9 +10,75 @@
 pub mod container;
 pub mod image;
 pub mod mountcmd;
+mod progress;
 
+use crate::store::Store;
+use crate::store::error::Error as StoreError;
 use std::ffi::OsString;
 use std::path::PathBuf;
+
+/// Why a verb failed. Printed only here, as `layerfs: {err}` (one line per failure).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// From the store: kept whole, cause and all, until it is printed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A mount that did not start: what was mounted where, and mount/'s reason.
+    #[error("{0}")]
+    Mount(String),
+    /// A command line the verb cannot run (an unknown `--format`...).
+    #[error("{0}")]
+    Usage(String),
+    /// One failure per argument (`rm a b c`), in argument order.
+    #[error("{} failures", .0.len())]
+    Each(Vec<CliError>),
+}
+
+/// What a verb returns.
+pub type CliResult = Result<(), CliError>;
+
+/// Print an error as `layerfs: ...`, each of several on its own line.
+fn report(e: &CliError) {
+    match e {
+        CliError::Each(all) => all.iter().for_each(report),
+        e => eprintln!("layerfs: {e}"),
+    }
+}
+
+/// `Ok` when there was no failure, else every one of them.
+fn all_or_each(errors: Vec<CliError>) -> CliResult {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Each(errors))
+    }
+}
+
+/// The store at `--root` (or the default), reporting to the terminal.
+fn open_store(root: Option<PathBuf>) -> Result<Store, CliError> {
+    let p = std::sync::Arc::new(progress::Terminal::default());
+    Ok(Store::open(root)?.reporting_to(p))
+}
+
+/// Run a mount the store planned on `mountpoint` in the background; `what` says what is
+/// being mounted, for the error.
+fn run_mount(
+    plan: crate::mount::MountPlan,
+    mountpoint: &std::path::Path,
+    allow_other: bool,
+    what: &str,
+) -> CliResult {
+    let options = crate::mount::MountOptions {
+        allow_other,
+        ..Default::default()
+    };
+    crate::mount::run(plan.into_request(mountpoint.to_path_buf(), options)).map_err(|e| {
+        CliError::Mount(format!(
+            "cannot mount {what} on {}: {e}",
+            mountpoint.display()
+        ))
+    })
+}
 
 const USAGE: &str = "\
 layerfs: mount container image root filesystems without root
@@ -35,7 +101,7 @@ Run `layerfs mount --help` for every mount option, `layerfs image --help` and
 pub(crate) fn parse_and_run<C: clap::Parser>(
     prog: &str,
     args: Vec<OsString>,
-    run: impl FnOnce(C) -> Result<(), String>,
+    run: impl FnOnce(C) -> CliResult,
 ) -> i32 {
     let mut argv = vec![OsString::from(prog)];
     argv.extend(args);
@@ -50,7 +116,7 @@ pub(crate) fn parse_and_run<C: clap::Parser>(
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("layerfs: {e}");
+            report(&e);
             1
         }
     }

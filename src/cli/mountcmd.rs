@@ -30,57 +30,74 @@ Usage: layerfs mount [-f] [-d] -o OPTIONS [SOURCE] MOUNTPOINT
   Accepted and ignored (as fuse-overlayfs): defaults, relatime, default_permissions,
   fast_ino, writeback, noacl, static_nlink, volatile, threaded, x-*, ...";
 
-pub fn main(args: &[OsString]) -> i32 {
-    let mut opts: Vec<String> = Vec::new();
-    let mut positional: Vec<PathBuf> = Vec::new();
-    let mut foreground = false;
-    let mut debug = false;
+/// The command line, split up.
+struct Args {
+    /// Every `-o` value, in order.
+    opts: Vec<String>,
+    /// `[SOURCE] MOUNTPOINT`.
+    positional: Vec<PathBuf>,
+    foreground: bool,
+    debug: bool,
+}
+
+/// Split flags from positional arguments; `Err` is the exit code (help, or a usage error,
+/// already printed).
+fn parse_flags(args: &[OsString]) -> Result<Args, i32> {
+    let mut a = Args {
+        opts: Vec::new(),
+        positional: Vec::new(),
+        foreground: false,
+        debug: false,
+    };
     let mut i = 0;
     while i < args.len() {
-        let a = args[i].to_string_lossy().to_string();
-        match a.as_str() {
+        let arg = args[i].to_string_lossy().to_string();
+        match arg.as_str() {
             "-h" | "--help" => {
                 println!("{HELP}");
-                return 0;
+                return Err(0);
             }
-            "-f" => foreground = true,
+            "-f" => a.foreground = true,
             "-d" | "--debug" => {
-                debug = true;
-                foreground = true;
+                a.debug = true;
+                a.foreground = true;
             }
             "-o" => {
                 i += 1;
                 match args.get(i) {
-                    Some(v) => opts.push(v.to_string_lossy().to_string()),
+                    Some(v) => a.opts.push(v.to_string_lossy().to_string()),
                     None => {
                         eprintln!("layerfs: -o needs a value");
-                        return 2;
+                        return Err(2);
                     }
                 }
             }
-            s if s.starts_with("-o") && s.len() > 2 => opts.push(s[2..].to_string()),
+            s if s.starts_with("-o") && s.len() > 2 => a.opts.push(s[2..].to_string()),
             // mount.fuse3 may pass these through; they mean nothing to us.
             "-s" | "-n" | "-v" => {}
             s if s.starts_with('-') && s.len() > 1 => {
                 eprintln!("layerfs: unknown flag '{s}' (see `layerfs mount --help`)");
-                return 2;
+                return Err(2);
             }
-            _ => positional.push(PathBuf::from(args[i].clone())),
+            _ => a.positional.push(PathBuf::from(args[i].clone())),
         }
         i += 1;
     }
-    let mut source = None;
-    let mountpoint = match positional.len() {
-        1 => positional.remove(0),
+    Ok(a)
+}
+
+/// `[SOURCE] MOUNTPOINT` -> (mountpoint, source); `Err` is the exit code (printed).
+fn mountpoint_and_source(mut positional: Vec<PathBuf>) -> Result<(PathBuf, Option<PathBuf>), i32> {
+    match positional.len() {
+        1 => Ok((positional.remove(0), None)),
         2 => {
             // SOURCE MNT (mount.fuse3): SOURCE is a free label, shown in /proc/mounts.
             let m = positional.remove(1);
-            source = Some(positional.remove(0));
-            m
+            Ok((m, Some(positional.remove(0))))
         }
         0 => {
             eprintln!("layerfs: no mountpoint given\n\n{HELP}");
-            return 2;
+            Err(2)
         }
         _ => {
             eprintln!(
@@ -91,30 +108,38 @@ pub fn main(args: &[OsString]) -> i32 {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
-            return 2;
+            Err(2)
         }
+    }
+}
+
+pub fn main(args: &[OsString]) -> i32 {
+    let a = match parse_flags(args) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
-    let (plan, mut options) = match mount::options::parse(&opts) {
+    let (mountpoint, source) = match mountpoint_and_source(a.positional) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let (plan, mut options) = match mount::options::parse(&a.opts) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("layerfs: {e}");
             return 2;
         }
     };
-    if debug {
+    if a.debug {
         options.debug = true;
     }
     if options.fsname.is_none() {
         options.fsname = source.map(|s| s.to_string_lossy().into_owned());
     }
-    if options.debug {
-        foreground = true;
-    }
     let req = MountRequest {
         plan,
         mountpoint,
+        foreground: a.foreground || options.debug,
         options,
-        foreground,
     };
     match mount::run(req) {
         Ok(()) => 0,

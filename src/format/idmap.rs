@@ -38,13 +38,6 @@ fn to_host(map: &[IdRange], cont: u32) -> u32 {
 }
 
 impl IdMapper {
-    pub fn is_identity(&self) -> bool {
-        self.uid_map.is_empty()
-            && self.gid_map.is_empty()
-            && self.squash_uid.is_none()
-            && self.squash_gid.is_none()
-    }
-
     /// Stored ids -> presented ids. As fuse-overlayfs (and so containers-storage) reads
     /// `uidmapping=C:H:N`: the layers keep the image's (container) ids C+i, the mount shows
     /// them as host ids H+i, which the container's user namespace maps back to C+i.

@@ -469,6 +469,7 @@ mod tests {
             lowers: vec![PathBuf::from("/l:1"), PathBuf::from("/l,2")],
             upper: Some(PathBuf::from("/u")),
             work: Some(PathBuf::from("/w")),
+            ..Default::default()
         };
         let o = MountOptions {
             read_only: true,

@@ -61,6 +61,22 @@ impl Error {
         Error::Invalid(msg.into())
     }
 
+    /// A named thing that is not in the store.
+    pub fn not_found(what: &'static str, name: impl Into<String>) -> Error {
+        Error::NotFound {
+            what,
+            name: name.into(),
+        }
+    }
+
+    /// JSON that does not parse or cannot be written; `what` names it.
+    pub fn json(what: impl Into<String>, source: serde_json::Error) -> Error {
+        Error::Json {
+            what: what.into(),
+            source,
+        }
+    }
+
     /// Wrap with the step it happened in.
     pub fn context(self, context: impl Into<String>) -> Error {
         Error::Context {
@@ -88,22 +104,30 @@ impl Error {
     }
 }
 
-/// A bridge while callers still speak `String`: the message with its whole chain.
-impl From<Error> for String {
-    fn from(e: Error) -> String {
-        e.to_string()
-    }
+/// Is this "the path is not there" (ENOENT, or ENOTDIR for a component that is no
+/// directory)? Only these make a missing file an answer rather than an error.
+pub fn is_absent(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
 
 /// `.io(op, path)` on an `io::Result`, `.context(..)` on a store result.
 pub trait ResultExt<T> {
     /// Give an I/O error its operation and path.
     fn io(self, op: &'static str, path: impl AsRef<Path>) -> Result<T>;
+    /// As [`ResultExt::io`], but a path that is not there ([`is_absent`]) is `Ok(None)`.
+    fn io_absent(self, op: &'static str, path: impl AsRef<Path>) -> Result<Option<T>>;
 }
 
 impl<T> ResultExt<T> for io::Result<T> {
     fn io(self, op: &'static str, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::io(op, path, e))
+    }
+    fn io_absent(self, op: &'static str, path: impl AsRef<Path>) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(Error::io(op, path, e)),
+        }
     }
 }
 

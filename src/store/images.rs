@@ -1,83 +1,16 @@
-//! Image records: references (`name[:tag]`), `repositories.json`, configs in the imagedb,
-//! resolving what a user typed (ref, full/`sha256:`/short ID), and the verbs that only touch
-//! metadata: tag, rm, prune, import. (Times and sizes as docker prints them: `human.rs`.)
+//! Image records: `repositories.json`, configs in the imagedb, resolving what a user typed
+//! (ref, full/`sha256:`/short ID), and the verbs that only touch metadata: tag, rm, prune,
+//! import. (References themselves: `reference.rs`; times and sizes as docker prints them:
+//! `human.rs`.)
 
+use super::error::{Context, Error, Result, ResultExt, is_absent};
 use super::human::{now_rfc3339, parse_rfc3339};
-use super::layout::{Layout, write_atomic};
+use super::layout::{Layout, read_text_opt, write_atomic};
+use super::reference::Ref;
 use super::{Store, remove_tree};
 use crate::digest::{Digest, chain_ids};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// `name:tag` (the tag defaults to `latest`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ref {
-    pub name: String,
-    pub tag: String,
-}
-
-impl Ref {
-    /// Parse and validate a reference the way docker does (lower-case name components of
-    /// `[a-z0-9._-]` separated by `/`, an optional registry host[:port], tag of
-    /// `[A-Za-z0-9_.-]{1,128}`). `docker.io/library/` is dropped.
-    pub fn parse(s: &str) -> Result<Ref, String> {
-        let s = super::archive::familiar(s);
-        let (name, tag) = match s.rfind(':') {
-            Some(i) if !s[i..].contains('/') => (&s[..i], &s[i + 1..]),
-            _ => (s.as_str(), "latest"),
-        };
-        if name.contains('@') {
-            return Err(format!(
-                "invalid reference {s:?}: digest references are not supported here"
-            ));
-        }
-        let bad = || {
-            format!(
-                "invalid reference format {s:?}: repository name must be lowercase [a-z0-9._-] components separated by '/'"
-            )
-        };
-        if name.is_empty() || name.len() > 255 {
-            return Err(bad());
-        }
-        for (i, comp) in name.split('/').enumerate() {
-            let host_ok = i == 0
-                && name.contains('/')
-                && (comp.contains('.') || comp.contains(':') || comp == "localhost");
-            if comp.is_empty() {
-                return Err(bad());
-            }
-            if host_ok {
-                continue;
-            }
-            if !comp
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-                || !comp.as_bytes()[0].is_ascii_alphanumeric()
-            {
-                return Err(bad());
-            }
-        }
-        if tag.is_empty()
-            || tag.len() > 128
-            || !tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-            || tag.starts_with(['.', '-'])
-        {
-            return Err(format!("invalid tag {tag:?} in reference {s:?}"));
-        }
-        Ok(Ref {
-            name: name.to_string(),
-            tag: tag.to_string(),
-        })
-    }
-}
-
-impl std::fmt::Display for Ref {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.name, self.tag)
-    }
-}
 
 /// `repositories.json`, in Docker's shape.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -87,19 +20,20 @@ pub struct Repositories {
 }
 
 impl Repositories {
-    pub fn load(layout: &Layout) -> Result<Repositories, String> {
+    /// The file, or no repositories when there is none yet.
+    pub fn load(layout: &Layout) -> Result<Repositories> {
         let p = layout.repositories();
-        match std::fs::read(&p) {
-            Ok(b) => {
-                serde_json::from_slice(&b).map_err(|e| format!("corrupt {}: {e}", p.display()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Repositories::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+        match std::fs::read(&p).io_absent("reading", &p)? {
+            Some(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::json(format!("corrupt {}", p.display()), e)),
+            None => Ok(Repositories::default()),
         }
     }
-    pub fn save(&self, layout: &Layout) -> Result<(), String> {
-        let b = serde_json::to_vec(self).map_err(|e| e.to_string())?;
-        write_atomic(&layout.repositories(), &b)
+    pub fn save(&self, layout: &Layout) -> Result<()> {
+        let p = layout.repositories();
+        let b = serde_json::to_vec(self)
+            .map_err(|e| Error::json(format!("writing {}", p.display()), e))?;
+        write_atomic(&p, &b)
     }
     pub fn set(&mut self, r: &Ref, id: &Digest) {
         self.repos
@@ -181,34 +115,37 @@ impl Repositories {
 }
 
 /// Parse a config JSON.
-pub fn parse_config(bytes: &[u8]) -> Result<serde_json::Value, String> {
+pub fn parse_config(bytes: &[u8]) -> Result<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("image config is not valid JSON: {e}"))?;
+        .map_err(|e| Error::json("image config is not valid JSON", e))?;
     if !v.is_object() {
-        return Err("image config is not a JSON object".into());
+        return Err(Error::invalid("image config is not a JSON object"));
     }
     Ok(v)
 }
 
 /// `rootfs.diff_ids` of a config.
-pub fn diff_ids(cfg: &serde_json::Value) -> Result<Vec<Digest>, String> {
-    let rootfs = cfg.get("rootfs").ok_or("image config has no rootfs")?;
+pub fn diff_ids(cfg: &serde_json::Value) -> Result<Vec<Digest>> {
+    let rootfs = cfg
+        .get("rootfs")
+        .ok_or_else(|| Error::invalid("image config has no rootfs"))?;
     if let Some(t) = rootfs.get("type").and_then(|t| t.as_str())
         && t != "layers"
     {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "image config rootfs.type is {t:?}, expected \"layers\""
-        ));
+        )));
     }
     rootfs
         .get("diff_ids")
         .and_then(|d| d.as_array())
-        .ok_or("image config has no rootfs.diff_ids")?
+        .ok_or_else(|| Error::invalid("image config has no rootfs.diff_ids"))?
         .iter()
         .map(|d| {
-            d.as_str()
-                .ok_or_else(|| "non-string in rootfs.diff_ids".to_string())
-                .and_then(Digest::parse)
+            let s = d
+                .as_str()
+                .ok_or_else(|| Error::invalid("non-string in rootfs.diff_ids"))?;
+            super::digest(s)
         })
         .collect()
 }
@@ -239,13 +176,12 @@ impl Image {
 
 impl Store {
     /// Every image ID in the imagedb.
-    pub fn image_ids(&self) -> Result<Vec<Digest>, String> {
+    pub fn image_ids(&self) -> Result<Vec<Digest>> {
         let dir = self.layout.imagedb_content();
         let mut out = Vec::new();
-        for e in
-            std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-        {
-            let e = e.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for e in std::fs::read_dir(&dir).io("reading", &dir)? {
+            let e = e.io("reading", &dir)?;
+            // Other names (a `.NAME.tmpPID` of a write in flight) are no image.
             if let Ok(d) = Digest::parse(&e.file_name().to_string_lossy()) {
                 out.push(d);
             }
@@ -254,14 +190,29 @@ impl Store {
         Ok(out)
     }
 
-    pub fn config_bytes(&self, id: &Digest) -> Result<Vec<u8>, String> {
+    pub fn config_bytes(&self, id: &Digest) -> Result<Vec<u8>> {
         let p = self.layout.image_config(id);
-        std::fs::read(&p).map_err(|e| format!("cannot read image config {}: {e}", p.display()))
+        std::fs::read(&p).io("reading the image config", &p)
+    }
+
+    /// An image's config, parsed.
+    pub fn config(&self, id: &Digest) -> Result<serde_json::Value> {
+        let p = self.layout.image_config(id);
+        parse_config(&self.config_bytes(id)?).context(|| p.display().to_string())
+    }
+
+    /// What the imagedb keeps beside an image's config (either may be absent).
+    pub fn image_metadata(&self, id: &Digest) -> Result<ImageMetadata> {
+        let md = self.layout.image_metadata(id);
+        Ok(ImageMetadata {
+            parent: read_text_opt(&md.join("parent"))?,
+            last_updated: read_text_opt(&md.join("lastUpdated"))?,
+        })
     }
 
     /// Load one image's record.
-    pub fn image(&self, id: &Digest, repos: &Repositories) -> Result<Image, String> {
-        let config = parse_config(&self.config_bytes(id)?)?;
+    pub fn image(&self, id: &Digest, repos: &Repositories) -> Result<Image> {
+        let config = self.config(id)?;
         let diff_ids = diff_ids(&config)?;
         let chain_ids = chain_ids(&diff_ids);
         let mut size = 0;
@@ -290,7 +241,7 @@ impl Store {
 
     /// What the user typed -> image ID: `name[:tag]`, full ID, `sha256:` ID or a unique
     /// prefix of an ID.
-    pub fn resolve(&self, s: &str, repos: &Repositories) -> Result<Digest, String> {
+    pub fn resolve(&self, s: &str, repos: &Repositories) -> Result<Digest> {
         if let Ok(r) = Ref::parse(s)
             && let Some(id) = repos.get(&r)
         {
@@ -308,27 +259,30 @@ impl Store {
                 1 => return Ok(m[0].clone()),
                 0 => {}
                 n => {
-                    return Err(format!(
+                    return Err(Error::invalid(format!(
                         "ambiguous image ID prefix {s:?}: it matches {n} images; give more characters"
-                    ));
+                    )));
                 }
             }
         }
-        Err(format!("no such image: {s}"))
+        Err(Error::not_found("image", s))
     }
 
     /// `image tag SRC DST`.
-    pub fn tag(&self, src: &str, dst: &str) -> Result<(), String> {
-        let _l = self.lock()?;
-        let mut repos = Repositories::load(&self.layout)?;
-        let id = self.resolve(src, &repos)?;
-        let r = Ref::parse(dst)?;
-        repos.set(&r, &id);
-        repos.save(&self.layout)
+    pub fn tag(&self, src: &str, dst: &str) -> Result<()> {
+        (|| {
+            let _l = self.lock()?;
+            let mut repos = Repositories::load(&self.layout)?;
+            let id = self.resolve(src, &repos)?;
+            let r = Ref::parse(dst)?;
+            repos.set(&r, &id);
+            repos.save(&self.layout)
+        })()
+        .context(|| format!("tag {src} {dst}"))
     }
 
     /// Container ids and the images they use.
-    pub fn images_in_use(&self) -> Result<BTreeMap<Digest, Vec<String>>, String> {
+    pub fn images_in_use(&self) -> Result<BTreeMap<Digest, Vec<String>>> {
         let mut m: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
         for c in self.containers()? {
             m.entry(c.image.clone()).or_default().push(c.name.clone());
@@ -336,28 +290,22 @@ impl Store {
         Ok(m)
     }
 
-    /// `image rm`: lines to print (`Untagged: ...`, `Deleted: ...`).
-    pub fn remove_images(&self, args: &[String], force: bool) -> Result<Vec<String>, String> {
-        let _l = self.lock()?;
-        let mut out = Vec::new();
-        let mut errors = Vec::new();
-        for a in args {
-            match self.remove_one(a, force, &mut out) {
-                Ok(()) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-        if errors.is_empty() {
-            Ok(out)
-        } else {
-            for l in &out {
-                println!("{l}");
-            }
-            Err(errors.join("\nlayerfs: "))
-        }
+    /// `image rm`: what happened to each argument, in order (one lock for all of them).
+    pub fn remove_images(&self, args: &[String], force: bool) -> Result<Vec<Removal>> {
+        let _l = self.lock().context(|| "rm")?;
+        Ok(args
+            .iter()
+            .map(|a| {
+                let mut lines = Vec::new();
+                let result = self
+                    .remove_one(a, force, &mut lines)
+                    .context(|| format!("rm {a}"));
+                Removal { lines, result }
+            })
+            .collect())
     }
 
-    fn remove_one(&self, a: &str, force: bool, out: &mut Vec<String>) -> Result<(), String> {
+    fn remove_one(&self, a: &str, force: bool, out: &mut Vec<String>) -> Result<()> {
         let mut repos = Repositories::load(&self.layout)?;
         let id = self.resolve(a, &repos)?;
         let by_ref = Ref::parse(a)
@@ -374,21 +322,21 @@ impl Store {
             return Ok(());
         }
         if !users.is_empty() && !force {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "conflict: unable to remove image {a} ({}): it is used by container(s) {} (remove them first, or use -f)",
                 id.short(),
                 users.join(", ")
-            ));
+            )));
         }
         if by_ref.is_none() && tags.len() > 1 && !force {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "conflict: unable to delete {} (must be forced): image is referenced in multiple repositories ({})",
                 id.short(),
                 tags.iter()
                     .map(|t| t.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ));
+            )));
         }
         for t in &tags {
             repos.remove(t);
@@ -403,13 +351,13 @@ impl Store {
     }
 
     /// Remove an image config and every layer no other image or container needs.
-    pub fn delete_image(&self, id: &Digest, out: &mut Vec<String>) -> Result<(), String> {
-        let cfg = parse_config(&self.config_bytes(id)?)?;
-        let chains = chain_ids(&diff_ids(&cfg)?);
+    pub fn delete_image(&self, id: &Digest, out: &mut Vec<String>) -> Result<()> {
+        let chains = chain_ids(&diff_ids(&self.config(id)?)?);
         let trash = self.staging()?;
         let p = self.layout.image_config(id);
-        std::fs::rename(&p, trash.join("config"))
-            .map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
+        std::fs::rename(&p, trash.join("config")).io("removing", &p)?;
+        // The image is gone with its config (image_ids lists configs): metadata left
+        // behind is never read, so its removal is best effort.
         let _ = remove_tree(&self.layout.image_metadata(id));
         let mut repos = Repositories::load(&self.layout)?;
         repos.remove_digests(id);
@@ -424,44 +372,41 @@ impl Store {
                 out.push(format!("Deleted: {c}"));
             }
         }
+        // Staging: the lock clears it too, whatever this leaves.
         let _ = remove_tree(&trash);
         Ok(())
     }
 
-    /// Every chainID some image or container still needs.
-    pub fn used_chains(&self) -> Result<BTreeSet<Digest>, String> {
+    /// Every chainID some image or container still needs. A config that cannot be read is
+    /// an error, never "needs nothing": its layers would be deleted.
+    pub fn used_chains(&self) -> Result<BTreeSet<Digest>> {
         let mut used = BTreeSet::new();
-        for id in self.image_ids()? {
-            if let Ok(cfg) = self.config_bytes(&id).and_then(|b| parse_config(&b))
-                && let Ok(d) = diff_ids(&cfg)
-            {
-                used.extend(chain_ids(&d));
-            }
-        }
-        for c in self.containers()? {
-            if let Ok(cfg) = self.config_bytes(&c.image).and_then(|b| parse_config(&b))
-                && let Ok(d) = diff_ids(&cfg)
-            {
-                used.extend(chain_ids(&d));
-            }
+        let images = self.image_ids()?;
+        let containers = self.containers()?;
+        for id in images.iter().chain(containers.iter().map(|c| &c.image)) {
+            used.extend(chain_ids(&diff_ids(&self.config(id)?)?));
         }
         Ok(used)
     }
 
     /// Remove one layer: layerdb record first (so it stops existing), then its files.
-    fn remove_layer(&self, chain: &Digest, trash: &std::path::Path) -> Result<bool, String> {
+    fn remove_layer(&self, chain: &Digest, trash: &std::path::Path) -> Result<bool> {
         let Some(l) = self.layer(chain)? else {
             return Ok(false);
         };
         let meta = self.layout.layer_meta(chain);
-        let t = trash.join(chain.hex());
-        std::fs::rename(&meta, &t).map_err(|e| format!("cannot remove {}: {e}", meta.display()))?;
+        std::fs::rename(&meta, trash.join(chain.hex())).io("removing", &meta)?;
         let cache = self.layout.cache_dir(&l.cache_id);
-        if let Ok(link) = super::layout::read_text(&cache.join("link")) {
+        if let Some(link) = read_text_opt(&cache.join("link"))? {
+            // A link left dangling is removed by the next gc_orphans.
             let _ = std::fs::remove_file(self.layout.links().join(link));
         }
         let tc = trash.join(&l.cache_id);
-        if std::fs::rename(&cache, &tc).is_ok() {
+        if std::fs::rename(&cache, &tc)
+            .io_absent("removing", &cache)?
+            .is_some()
+        {
+            // In staging now: the lock clears it too.
             let _ = remove_tree(&tc);
         }
         Ok(true)
@@ -469,7 +414,11 @@ impl Store {
 
     /// `image prune [-a]`: delete dangling (or all unused) images; returns lines to print
     /// and the bytes reclaimed.
-    pub fn prune_images(&self, all: bool) -> Result<(Vec<String>, u64), String> {
+    pub fn prune_images(&self, all: bool) -> Result<(Vec<String>, u64)> {
+        self.prune_images_locked(all).context(|| "image prune")
+    }
+
+    fn prune_images_locked(&self, all: bool) -> Result<(Vec<String>, u64)> {
         let _l = self.lock()?;
         let mut repos = Repositories::load(&self.layout)?;
         let in_use = self.images_in_use()?;
@@ -501,15 +450,13 @@ impl Store {
         Ok((out, before.saturating_sub(after)))
     }
 
-    fn layer_bytes(&self) -> Result<u64, String> {
+    fn layer_bytes(&self) -> Result<u64> {
         let mut n = 0;
         let dir = self.layout.layerdb();
-        for e in std::fs::read_dir(&dir)
-            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-            .flatten()
-        {
+        for e in std::fs::read_dir(&dir).io("reading", &dir)? {
+            let e = e.io("reading", &dir)?;
             if let Ok(d) = Digest::parse(&e.file_name().to_string_lossy())
-                && let Ok(Some(l)) = self.layer(&d)
+                && let Some(l) = self.layer(&d)?
             {
                 n += l.size;
             }
@@ -518,50 +465,54 @@ impl Store {
     }
 
     /// Remove `overlay2/` dirs and `l/` links that nothing records (left by a killed writer).
-    pub fn gc_orphans(&self) -> Result<(), String> {
+    /// A record that cannot be read is an error: what it names would look like an orphan.
+    pub fn gc_orphans(&self) -> Result<()> {
+        let known = self.known_cache_ids()?;
+        let ov = self.layout.overlay2();
+        for e in std::fs::read_dir(&ov).io("reading", &ov)? {
+            let e = e.io("reading", &ov)?;
+            if !known.contains(&*e.file_name().to_string_lossy()) {
+                // Garbage either way: what is left now is tried again next time.
+                let _ = remove_tree(&e.path());
+            }
+        }
+        let links = self.layout.links();
+        for e in read_dir_opt(&links)?.into_iter().flatten() {
+            let p = e.io("reading", &links)?.path();
+            match std::fs::metadata(&p) {
+                Ok(_) => {}
+                // Dangling: its layer dir is gone.
+                Err(er) if is_absent(&er) => {
+                    let _ = std::fs::remove_file(&p);
+                }
+                Err(er) => return Err(Error::io("reading", &p, er)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every `overlay2/` name some record claims: layers' `cache-id`, containers' mount ids,
+    /// and the container layers layerdb/mounts records (`mount-id`, ours and dockerd's, and
+    /// dockerd's `init-id`, `<id>-init`, so a Docker data-root keeps its containers).
+    fn known_cache_ids(&self) -> Result<BTreeSet<String>> {
         let mut known: BTreeSet<String> = BTreeSet::new();
         let ldb = self.layout.layerdb();
-        for e in std::fs::read_dir(&ldb)
-            .map_err(|e| format!("cannot read {}: {e}", ldb.display()))?
-            .flatten()
-        {
-            if let Ok(c) = super::layout::read_text(&e.path().join("cache-id")) {
-                known.insert(c);
-            }
+        for e in std::fs::read_dir(&ldb).io("reading", &ldb)? {
+            let e = e.io("reading", &ldb)?;
+            known.extend(read_text_opt(&e.path().join("cache-id"))?);
         }
         for c in self.containers()? {
             known.insert(c.mount_id.clone());
         }
-        // Container layers as layerdb/mounts records them: `mount-id` (ours and dockerd's)
-        // and dockerd's `init-id` (`<id>-init`), so a Docker data-root keeps its containers.
-        if let Ok(rd) = std::fs::read_dir(self.layout.mounts_db()) {
-            for e in rd.flatten() {
-                for f in ["mount-id", "init-id"] {
-                    if let Ok(id) = super::layout::read_text(&e.path().join(f)) {
-                        known.insert(id);
-                    }
-                }
+        let mounts = self.layout.mounts_db();
+        for e in read_dir_opt(&mounts)?.into_iter().flatten() {
+            let e = e.io("reading", &mounts)?;
+            for f in ["mount-id", "init-id"] {
+                known.extend(read_text_opt(&e.path().join(f))?);
             }
         }
         known.insert("l".into());
-        let ov = self.layout.overlay2();
-        for e in std::fs::read_dir(&ov)
-            .map_err(|e| format!("cannot read {}: {e}", ov.display()))?
-            .flatten()
-        {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if !known.contains(&n) {
-                let _ = remove_tree(&e.path());
-            }
-        }
-        if let Ok(rd) = std::fs::read_dir(self.layout.links()) {
-            for e in rd.flatten() {
-                if std::fs::metadata(e.path()).is_err() {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-        Ok(())
+        Ok(known)
     }
 
     /// `image import FILE|- [REF]`: a rootfs tarball becomes a one-layer image.
@@ -571,28 +522,36 @@ impl Store {
         tag: Option<&str>,
         changes: &[String],
         message: Option<&str>,
-    ) -> Result<Digest, String> {
+    ) -> Result<Digest> {
+        let shown = match input {
+            Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+            _ => "-".to_string(),
+        };
+        self.import_locked(input, &shown, tag, changes, message)
+            .context(|| format!("import {shown}"))
+    }
+
+    fn import_locked(
+        &self,
+        input: Option<&std::path::Path>,
+        shown: &str,
+        tag: Option<&str>,
+        changes: &[String],
+        message: Option<&str>,
+    ) -> Result<Digest> {
         let r = tag.map(Ref::parse).transpose()?;
         let mut config = serde_json::json!({});
         apply_changes(&mut config, changes)?;
         let _l = self.lock()?;
-        let (reader, shown): (Box<dyn std::io::Read + Send>, String) = match input {
-            Some(p) if p.as_os_str() != "-" => (
-                Box::new(
-                    std::fs::File::open(p)
-                        .map_err(|e| format!("cannot open {}: {e}", p.display()))?,
-                ),
-                p.display().to_string(),
-            ),
-            _ => (Box::new(std::io::stdin()), "-".to_string()),
+        let reader: Box<dyn std::io::Read + Send> = match input {
+            Some(p) if p.as_os_str() != "-" => Box::new(std::fs::File::open(p).io("opening", p)?),
+            _ => Box::new(std::io::stdin()),
         };
-        let st = self
-            .stage_layer(reader)
-            .map_err(|e| format!("{shown}: {e}"))?;
+        let st = self.stage_layer(reader)?;
         let diff = st.unpacked.diff_id.clone();
         let now = now_rfc3339();
         let cfg = serde_json::json!({
-            "architecture": host_arch(),
+            "architecture": super::archive::host_arch(),
             "config": config,
             "created": now,
             "history": [{"created": now, "created_by": format!("layerfs image import {shown}"), "comment": message.unwrap_or("Imported from tarball")}],
@@ -600,128 +559,123 @@ impl Store {
             "rootfs": {"type": "layers", "diff_ids": [diff.to_string()]},
         });
         self.commit_layer(st, &diff, None)?;
-        let bytes = serde_json::to_vec(&cfg).map_err(|e| e.to_string())?;
+        let bytes =
+            serde_json::to_vec(&cfg).map_err(|e| Error::json("writing the image config", e))?;
         let tags: Vec<String> = r.iter().map(|r| r.to_string()).collect();
         self.commit_image(&bytes, &tags, None)
     }
 }
 
+/// An image's imagedb metadata: the image it was committed from, when it was last tagged.
+pub struct ImageMetadata {
+    pub parent: Option<String>,
+    pub last_updated: Option<String>,
+}
+
+/// What `image rm` did for one argument: the lines to print (`Untagged: ...`,
+/// `Deleted: ...`), then the error that stopped it, if one did.
+pub struct Removal {
+    pub lines: Vec<String>,
+    pub result: Result<()>,
+}
+
+/// `read_dir`, `None` when the directory is not there.
+fn read_dir_opt(p: &std::path::Path) -> Result<Option<std::fs::ReadDir>> {
+    std::fs::read_dir(p).io_absent("reading", p)
+}
+
 /// Apply `--change` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE) to a
 /// config's `config` object.
-pub fn apply_changes(cfg: &mut serde_json::Value, changes: &[String]) -> Result<(), String> {
-    use serde_json::Value;
+pub fn apply_changes(cfg: &mut serde_json::Value, changes: &[String]) -> Result<()> {
     for ch in changes {
         let (inst, rest) = ch
             .trim()
             .split_once(char::is_whitespace)
             .unwrap_or((ch.trim(), ""));
-        let rest = rest.trim();
-        let list = |s: &str| -> Value {
-            if s.starts_with('[')
-                && let Ok(v) = serde_json::from_str::<Value>(s)
-            {
-                return v;
-            }
-            serde_json::json!(["/bin/sh", "-c", s])
-        };
-        let obj = cfg.as_object_mut().ok_or("config is not an object")?;
-        match inst.to_ascii_uppercase().as_str() {
-            "CMD" => {
-                obj.insert("Cmd".into(), list(rest));
-            }
-            "ENTRYPOINT" => {
-                obj.insert("Entrypoint".into(), list(rest));
-            }
-            "WORKDIR" => {
-                obj.insert("WorkingDir".into(), Value::String(rest.into()));
-            }
-            "USER" => {
-                obj.insert("User".into(), Value::String(rest.into()));
-            }
-            "ENV" => {
-                let kv = if let Some((k, v)) = rest.split_once('=') {
-                    format!("{}={}", k.trim(), v.trim())
-                } else if let Some((k, v)) = rest.split_once(' ') {
-                    format!("{}={}", k.trim(), v.trim())
-                } else {
-                    return Err(format!("--change {ch:?}: ENV needs KEY=VALUE"));
-                };
-                let env = obj.entry("Env").or_insert_with(|| Value::Array(vec![]));
-                if let Some(a) = env.as_array_mut() {
-                    let key = kv.split('=').next().unwrap_or("").to_string();
-                    a.retain(|e| {
-                        e.as_str()
-                            .map(|s| !s.starts_with(&format!("{key}=")))
-                            .unwrap_or(true)
-                    });
-                    a.push(Value::String(kv));
-                }
-            }
-            "LABEL" => {
-                let (k, v) = rest
-                    .split_once('=')
-                    .ok_or_else(|| format!("--change {ch:?}: LABEL needs KEY=VALUE"))?;
-                let l = obj.entry("Labels").or_insert_with(|| serde_json::json!({}));
-                if let Some(m) = l.as_object_mut() {
-                    m.insert(
-                        k.trim().into(),
-                        Value::String(v.trim().trim_matches('"').into()),
-                    );
-                }
-            }
-            "EXPOSE" => {
-                let e = obj
-                    .entry("ExposedPorts")
-                    .or_insert_with(|| serde_json::json!({}));
-                if let Some(m) = e.as_object_mut() {
-                    for p in rest.split_whitespace() {
-                        let p = if p.contains('/') {
-                            p.to_string()
-                        } else {
-                            format!("{p}/tcp")
-                        };
-                        m.insert(p, serde_json::json!({}));
-                    }
-                }
-            }
-            other => return Err(format!("--change {ch:?}: unsupported instruction {other}")),
-        }
+        let obj = cfg
+            .as_object_mut()
+            .ok_or_else(|| Error::invalid("config is not an object"))?;
+        apply_change(obj, &inst.to_ascii_uppercase(), rest.trim())
+            .context(|| format!("--change {ch:?}"))?;
     }
     Ok(())
 }
 
-/// This machine's architecture in OCI spelling.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        a => a,
-    }
+/// One `--change` instruction `inst` (upper case) with its argument `rest`.
+fn apply_change(
+    obj: &mut serde_json::Map<String, serde_json::Value>,
+    inst: &str,
+    rest: &str,
+) -> Result<()> {
+    use serde_json::Value;
+    // `["a","b"]` is exec form; anything else runs through the shell.
+    let list = |s: &str| -> Value {
+        if s.starts_with('[')
+            && let Ok(v) = serde_json::from_str::<Value>(s)
+        {
+            return v;
+        }
+        serde_json::json!(["/bin/sh", "-c", s])
+    };
+    let key = match inst {
+        "CMD" => "Cmd",
+        "ENTRYPOINT" => "Entrypoint",
+        "WORKDIR" => "WorkingDir",
+        "USER" => "User",
+        "ENV" => return set_env(obj, rest),
+        "LABEL" => {
+            let (k, v) = rest
+                .split_once('=')
+                .ok_or_else(|| Error::invalid("LABEL needs KEY=VALUE"))?;
+            let l = obj.entry("Labels").or_insert_with(|| serde_json::json!({}));
+            if let Some(m) = l.as_object_mut() {
+                m.insert(
+                    k.trim().into(),
+                    Value::String(v.trim().trim_matches('"').into()),
+                );
+            }
+            return Ok(());
+        }
+        "EXPOSE" => {
+            let e = obj
+                .entry("ExposedPorts")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(m) = e.as_object_mut() {
+                for p in rest.split_whitespace() {
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    m.insert(p, serde_json::json!({}));
+                }
+            }
+            return Ok(());
+        }
+        other => return Err(Error::invalid(format!("unsupported instruction {other}"))),
+    };
+    let v = match key {
+        "Cmd" | "Entrypoint" => list(rest),
+        _ => Value::String(rest.into()),
+    };
+    obj.insert(key.into(), v);
+    Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refs() {
-        let r = Ref::parse("busybox").unwrap();
-        assert_eq!(r.to_string(), "busybox:latest");
-        assert_eq!(
-            Ref::parse("docker.io/library/alpine:3.19")
-                .unwrap()
-                .to_string(),
-            "alpine:3.19"
-        );
-        assert_eq!(
-            Ref::parse("localhost:5000/a/b:v1").unwrap().name,
-            "localhost:5000/a/b"
-        );
-        assert_eq!(Ref::parse("localhost:5000/a/b").unwrap().tag, "latest");
-        assert!(Ref::parse("Busybox").is_err());
-        assert!(Ref::parse("a:b:c").is_err());
-        assert!(Ref::parse("a:").is_err());
-        assert!(Ref::parse("").is_err());
+/// `ENV KEY=VALUE` (or `ENV KEY VALUE`): replaces an earlier value of KEY.
+fn set_env(obj: &mut serde_json::Map<String, serde_json::Value>, rest: &str) -> Result<()> {
+    let (k, v) = rest
+        .split_once('=')
+        .or_else(|| rest.split_once(' '))
+        .ok_or_else(|| Error::invalid("ENV needs KEY=VALUE"))?;
+    let (k, v) = (k.trim(), v.trim());
+    let env = obj
+        .entry("Env")
+        .or_insert_with(|| serde_json::Value::Array(vec![]));
+    if let Some(a) = env.as_array_mut() {
+        let prefix = format!("{k}=");
+        a.retain(|e| e.as_str().map(|s| !s.starts_with(&prefix)).unwrap_or(true));
+        a.push(serde_json::Value::String(format!("{k}={v}")));
     }
+    Ok(())
 }

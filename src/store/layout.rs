@@ -16,6 +16,7 @@
 //!   containers/<container id>/config.json            name, image, created
 //! ```
 
+use super::error::{Error, Result, ResultExt};
 use crate::digest::Digest;
 use std::path::{Path, PathBuf};
 
@@ -23,16 +24,25 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub root: PathBuf,
+    /// A data-root that dockerd made (see [`Layout::is_docker_root`]), found once.
+    docker_root: bool,
 }
 
 impl Layout {
-    pub fn new(root: PathBuf) -> Layout {
-        Layout { root }
+    /// The store at `root`: looks whether dockerd made it (a marker it cannot look at is
+    /// an error, not "no": the answer decides whether `tmp/` may be emptied).
+    pub fn new(root: PathBuf) -> Result<Layout> {
+        let mut docker_root = false;
+        for m in DOCKERD_MARKERS {
+            let p = root.join(m);
+            docker_root |= std::fs::metadata(&p).io_absent("reading", &p)?.is_some();
+        }
+        Ok(Layout { root, docker_root })
     }
 
     /// `--root`, else `LAYERFS_ROOT`, else `/var/lib/layerfs` (root) or
     /// `$XDG_DATA_HOME/layerfs` / `~/.local/share/layerfs`.
-    pub fn default_root(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
+    pub fn default_root(explicit: Option<PathBuf>) -> Result<PathBuf> {
         if let Some(r) = explicit {
             return Ok(r);
         }
@@ -47,7 +57,9 @@ impl Layout {
         }
         match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
             Some(h) => Ok(PathBuf::from(h).join(".local/share/layerfs")),
-            None => Err("cannot find a store root: set --root, LAYERFS_ROOT or HOME".into()),
+            None => Err(Error::invalid(
+                "cannot find a store root: set --root, LAYERFS_ROOT or HOME",
+            )),
         }
     }
 
@@ -110,11 +122,11 @@ impl Layout {
     /// Is this a data-root that dockerd made (`--root /var/lib/docker`)? It has files dockerd
     /// writes at startup and layerfs never does. Its `tmp/` is then dockerd's temp dir.
     pub fn is_docker_root(&self) -> bool {
-        DOCKERD_MARKERS.iter().any(|m| self.root.join(m).exists())
+        self.docker_root
     }
 
     /// Every directory the store needs, created if missing.
-    pub fn ensure(&self) -> Result<(), String> {
+    pub fn ensure(&self) -> Result<()> {
         for d in [
             self.tmp(),
             self.imagedb_content(),
@@ -124,8 +136,7 @@ impl Layout {
             self.links(),
             self.containers(),
         ] {
-            std::fs::create_dir_all(&d)
-                .map_err(|e| format!("cannot create store directory {}: {e}", d.display()))?;
+            std::fs::create_dir_all(&d).io("creating the store directory", &d)?;
         }
         Ok(())
     }
@@ -140,11 +151,11 @@ const DOCKERD_MARKERS: [&str; 3] = [
 ];
 
 /// Write `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path
         .parent()
-        .ok_or_else(|| format!("no parent directory for {}", path.display()))?;
+        .ok_or_else(|| Error::invalid(format!("no parent directory for {}", path.display())))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -157,16 +168,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
         std::fs::rename(&tmp, path)
     })();
     res.map_err(|e| {
+        // Cleanup after the failure above, which is the error reported.
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
+        Error::io("writing", path, e)
     })
 }
 
 /// Read a small text file, trimmed.
-pub fn read_text(path: &Path) -> Result<String, String> {
+pub fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .io("reading", path)
+}
+
+/// [`read_text`], `None` when the file is not there (ENOENT/ENOTDIR); other errors stay.
+pub fn read_text_opt(path: &Path) -> Result<Option<String>> {
+    Ok(std::fs::read_to_string(path)
+        .io_absent("reading", path)?
+        .map(|s| s.trim().to_string()))
 }
 
 /// A random lower-case hex id of `n` bytes, from the kernel's random source.
@@ -174,10 +193,13 @@ pub fn random_hex(n: usize) -> String {
     crate::digest::hex(&random_bytes(n))
 }
 
-/// Random bytes from getrandom(2) (falls back to time/pid mixing if it fails).
+/// Random bytes from the kernel (`/dev/urandom`); where that cannot be read, time/pid
+/// mixing (ids need to be unique, not secret).
 pub fn random_bytes(n: usize) -> Vec<u8> {
+    use std::io::Read;
     let mut buf = vec![0u8; n];
-    if crate::sys::getrandom(&mut buf).ok() != Some(n) {
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
+    if read.is_err() {
         let seed = format!(
             "{:?}{}{:p}",
             std::time::SystemTime::now(),

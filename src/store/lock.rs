@@ -3,9 +3,9 @@
 //! Taking the lock clears staging left behind by a writer that was killed; releasing it
 //! clears the holder's own staging.
 
+use super::error::{Error, Result, ResultExt};
 use super::layout::Layout;
 use std::fs::File;
-use std::os::fd::AsFd;
 
 /// Held while a command writes to the store; released on drop (or process death).
 pub struct StoreLock {
@@ -22,8 +22,9 @@ impl Drop for StoreLock {
 }
 
 impl StoreLock {
-    /// Wait for the lock (printing a note if someone else holds it), then clean `tmp/`.
-    pub fn exclusive(layout: &Layout) -> Result<StoreLock, String> {
+    /// Wait for the lock (calling `waiting` first if someone else holds it), then clean
+    /// `tmp/`.
+    pub fn exclusive(layout: &Layout, waiting: impl FnOnce()) -> Result<StoreLock> {
         layout.ensure()?;
         let path = layout.lock_file();
         let file = std::fs::OpenOptions::new()
@@ -32,14 +33,16 @@ impl StoreLock {
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("cannot open store lock {}: {e}", path.display()))?;
-        let fd = file.as_fd();
-        if crate::sys::flock_exclusive(fd, false).is_err() {
-            log::info!("waiting for the store lock {}", path.display());
-            eprintln!("layerfs: waiting for another layerfs command to finish with this store");
-            if let Err(e) = crate::sys::flock_exclusive(fd, true) {
-                return Err(format!("cannot lock {}: {e}", path.display()));
+            .io("opening the store lock", &path)?;
+        // flock(2), as std implements it on Linux: released when the file is closed.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                log::info!("waiting for the store lock {}", path.display());
+                waiting();
+                file.lock().io("locking", &path)?;
             }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
         }
         let lock = StoreLock {
             _file: file,
@@ -50,7 +53,9 @@ impl StoreLock {
     }
 }
 
-/// Remove everything under `tmp/` (only the lock holder stages there).
+/// Remove everything under `tmp/` (only the lock holder stages there). Best effort: it
+/// runs on drop and after failures, and what it cannot remove now the next writer tries
+/// again.
 pub fn clear_tmp(layout: &Layout) {
     let tmp = layout.tmp();
     if let Ok(rd) = std::fs::read_dir(&tmp) {

@@ -8,9 +8,13 @@
 //!   archive.rs     docker-archive / OCI readers (no side effects)
 //!   tarsplit.rs    byte-exact tar reader + tar-split record + reassembly
 //!   unpack.rs      blob -> layer dir in one streaming pass, safely
-//!   images.rs      refs, configs, ls / inspect / history / tag / rm / prune
+//!   load.rs        `image load`: archive -> verified layers and images
+//!   reference.rs   image references: parse, validate, make familiar
+//!   images.rs      repositories.json, configs, ls / inspect / history / tag / rm / prune
 //!   save.rs        docker-archive / oci-archive / oci-dir writers
-//!   containers.rs  writable layers: create, plan, diff, commit, export
+//!   containers.rs  writable layers: create, diff, commit, export, rm
+//!   plans.rs       the complete mount plans of `image mount` and `container mount`
+//!   progress.rs    the reporter long steps tell how far they are (the CLI draws it)
 //!   merged.rs      reading a stack of layer dirs as one tree (diff, commit, export)
 //! ```
 //!
@@ -24,8 +28,12 @@ pub mod error;
 pub mod human;
 pub mod images;
 pub mod layout;
+pub mod load;
 pub mod lock;
 pub mod merged;
+pub mod plans;
+pub mod progress;
+pub mod reference;
 pub mod save;
 pub mod tarout;
 pub mod tarsplit;
@@ -33,15 +41,19 @@ pub mod unpack;
 
 use crate::digest::{Digest, chain_ids};
 use crate::format::owner;
-use archive::{Blobs, DirBlobs, TarBlobs};
-use layout::{Layout, random_hex, read_text, write_atomic};
+use error::{Context, Error, Result, ResultExt};
+use layout::{Layout, random_hex, read_text, read_text_opt, write_atomic};
 use lock::StoreLock;
-use std::io::{IsTerminal, Read};
+use progress::{Progress, Silent};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// An open store.
 pub struct Store {
     pub layout: Layout,
+    /// Where long steps report progress (nothing, unless the caller says otherwise).
+    pub progress: Arc<dyn Progress>,
 }
 
 /// A layer as the layerdb records it.
@@ -74,41 +86,77 @@ pub fn remove_tree(p: &Path) -> std::io::Result<()> {
     crate::sys::remove_tree(p)
 }
 
+/// A digest the store recorded or was given (`sha256:<hex>`).
+pub(crate) fn digest(s: &str) -> Result<Digest> {
+    Digest::parse(s).map_err(Error::Invalid)
+}
+
+/// Is there a directory at `p`? Not being there is "no"; failing to look is an error.
+fn is_dir(p: &Path) -> Result<bool> {
+    Ok(std::fs::metadata(p)
+        .io_absent("reading", p)?
+        .is_some_and(|m| m.is_dir()))
+}
+
 impl Store {
     /// Open (and create if needed) the store at `--root` / `LAYERFS_ROOT` / the default.
-    pub fn open(root: Option<PathBuf>) -> Result<Store, String> {
+    pub fn open(root: Option<PathBuf>) -> Result<Store> {
         let root = Layout::default_root(root)?;
-        let layout = Layout::new(root);
+        let layout = Layout::new(root)?;
         layout.ensure()?;
-        Ok(Store { layout })
+        Ok(Store {
+            layout,
+            progress: Arc::new(Silent),
+        })
     }
 
-    pub fn lock(&self) -> Result<StoreLock, String> {
-        StoreLock::exclusive(&self.layout)
+    /// This store, reporting progress (and waits for the lock) to `p`.
+    pub fn reporting_to(self, p: Arc<dyn Progress>) -> Store {
+        Store {
+            progress: p,
+            ..self
+        }
+    }
+
+    /// The store-wide writer lock (waiting for it, if another command holds it).
+    pub fn lock(&self) -> Result<StoreLock> {
+        StoreLock::exclusive(&self.layout, || {
+            self.progress
+                .waiting("another layerfs command to finish with this store")
+        })
     }
 
     /// A fresh staging directory under `tmp/`.
-    pub fn staging(&self) -> Result<PathBuf, String> {
+    pub fn staging(&self) -> Result<PathBuf> {
         let d = self.layout.tmp().join(random_hex(8));
-        std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        std::fs::create_dir_all(&d).io("creating", &d)?;
         Ok(d)
     }
 
+    /// Is the layer `chain` in the store?
+    pub fn has_layer(&self, chain: &Digest) -> Result<bool> {
+        is_dir(&self.layout.layer_meta(chain))
+    }
+
     /// The layerdb record of a chainID, if the layer is in the store.
-    pub fn layer(&self, chain: &Digest) -> Result<Option<LayerInfo>, String> {
+    pub fn layer(&self, chain: &Digest) -> Result<Option<LayerInfo>> {
         let dir = self.layout.layer_meta(chain);
-        if !dir.is_dir() {
+        if !is_dir(&dir)? {
             return Ok(None);
         }
-        let diff_id = Digest::parse(&read_text(&dir.join("diff"))?)?;
-        let size = read_text(&dir.join("size"))?
+        let corrupt = |p: &Path| format!("corrupt {}", p.display());
+        let dp = dir.join("diff");
+        let diff_id = digest(&read_text(&dp)?).context(|| corrupt(&dp))?;
+        let sp = dir.join("size");
+        let size = read_text(&sp)?
             .parse()
-            .map_err(|_| format!("corrupt {}", dir.join("size").display()))?;
+            .map_err(|e| Error::invalid(format!("corrupt {}: {e}", sp.display())))?;
         let cache_id = read_text(&dir.join("cache-id"))?;
-        let parent = match std::fs::read_to_string(dir.join("parent")) {
-            Ok(s) => Some(Digest::parse(s.trim())?),
-            Err(_) => None,
-        };
+        // The bottom layer has no parent file.
+        let pp = dir.join("parent");
+        let parent = read_text_opt(&pp)?
+            .map(|s| digest(&s).context(|| corrupt(&pp)))
+            .transpose()?;
         let diff_dir = self.layout.cache_dir(&cache_id).join("diff");
         Ok(Some(LayerInfo {
             chain_id: chain.clone(),
@@ -121,22 +169,22 @@ impl Store {
     }
 
     /// Every layer of a chain, bottom first; an error names a missing one.
-    pub fn layers_of(&self, diff_ids: &[Digest]) -> Result<Vec<LayerInfo>, String> {
+    pub fn layers_of(&self, diff_ids: &[Digest]) -> Result<Vec<LayerInfo>> {
         chain_ids(diff_ids)
             .iter()
             .map(|c| {
                 self.layer(c)?
-                    .ok_or_else(|| format!("layer {c} is missing from the store"))
+                    .ok_or_else(|| Error::not_found("layer", c.to_string()))
             })
             .collect()
     }
 
     /// Unpack one blob into staging (no lock needed beyond the caller's).
-    pub fn stage_layer(&self, input: Box<dyn Read + Send>) -> Result<Staged, String> {
+    pub fn stage_layer(&self, input: Box<dyn Read + Send>) -> Result<Staged> {
         let dir = self.staging()?;
-        std::fs::create_dir(dir.join("cache"))
-            .map_err(|e| format!("cannot create staging: {e}"))?;
-        std::fs::create_dir(dir.join("meta")).map_err(|e| format!("cannot create staging: {e}"))?;
+        for d in ["cache", "meta"] {
+            std::fs::create_dir(dir.join(d)).io("creating", dir.join(d))?;
+        }
         let unpacked = unpack::unpack(
             input,
             &dir.join("cache/diff"),
@@ -160,8 +208,9 @@ impl Store {
         staged: Staged,
         chain: &Digest,
         parent: Option<&Digest>,
-    ) -> Result<(), String> {
-        if self.layout.layer_meta(chain).is_dir() {
+    ) -> Result<()> {
+        if self.has_layer(chain)? {
+            // Staging: the lock clears it too.
             let _ = remove_tree(&staged.dir);
             return Ok(());
         }
@@ -173,11 +222,12 @@ impl Store {
         if let Some(p) = parent {
             let pl = self
                 .layer(p)?
-                .ok_or_else(|| format!("parent layer {p} is missing from the store"))?;
+                .ok_or_else(|| Error::not_found("parent layer", p.to_string()))?;
             let pdir = self.layout.cache_dir(&pl.cache_id);
             let plink = read_text(&pdir.join("link"))?;
             lower = format!("l/{plink}");
-            if let Ok(pl_lower) = read_text(&pdir.join("lower"))
+            // The bottom layer has no `lower` file.
+            if let Some(pl_lower) = read_text_opt(&pdir.join("lower"))?
                 && !pl_lower.is_empty()
             {
                 lower.push(':');
@@ -206,41 +256,33 @@ impl Store {
             self.inherit_implicit_dirs(&cache.join("diff"), &u.implicit_dirs, p)?;
         }
         let dest = self.layout.cache_dir(&cache_id);
-        std::fs::rename(&cache, &dest)
-            .map_err(|e| format!("cannot move layer into {}: {e}", dest.display()))?;
+        std::fs::rename(&cache, &dest).io("moving the layer into", &dest)?;
         let l = self.layout.links().join(&link);
-        std::os::unix::fs::symlink(format!("../{cache_id}/diff"), &l)
-            .map_err(|e| format!("cannot create {}: {e}", l.display()))?;
+        std::os::unix::fs::symlink(format!("../{cache_id}/diff"), &l).io("creating", &l)?;
         sync_dir(&self.layout.overlay2());
         let mdest = self.layout.layer_meta(chain);
-        std::fs::rename(&meta, &mdest)
-            .map_err(|e| format!("cannot move layer record into {}: {e}", mdest.display()))?;
+        std::fs::rename(&meta, &mdest).io("moving the layer record into", &mdest)?;
         sync_dir(&self.layout.layerdb());
+        // Staging (empty now): the lock clears it too.
         let _ = remove_tree(&staged.dir);
         Ok(())
     }
 
     /// Give directories a layer tar did not list the owner, mode, times and owner xattr of
     /// the same directory in the parent chain, so the layer does not change them.
-    fn inherit_implicit_dirs(
-        &self,
-        diff: &Path,
-        dirs: &[PathBuf],
-        parent: &Digest,
-    ) -> Result<(), String> {
+    fn inherit_implicit_dirs(&self, diff: &Path, dirs: &[PathBuf], parent: &Digest) -> Result<()> {
         use std::os::fd::AsFd;
         let mut chain = Vec::new();
         let mut cur = Some(parent.clone());
         while let Some(c) = cur {
             let l = self
                 .layer(&c)?
-                .ok_or_else(|| format!("parent layer {c} is missing from the store"))?;
+                .ok_or_else(|| Error::not_found("parent layer", c.to_string()))?;
             chain.push(l.diff_dir.clone());
             cur = l.parent;
         }
         let stack = merged::Stack::open(&chain, false)?;
-        let root = crate::sys::open_dir(diff)
-            .map_err(|e| format!("cannot open {}: {e}", diff.display()))?;
+        let root = crate::sys::open_dir(diff).io("opening", diff)?;
         let root = root.as_fd();
         let privileged = crate::sys::geteuid() == 0;
         for d in dirs {
@@ -248,6 +290,8 @@ impl Store {
             if !merged::is_dir(&n.st) {
                 continue;
             }
+            // Owner, mode and times are copied best effort: root in a user namespace may
+            // not chown to the ids below, and the directory is usable either way.
             if privileged {
                 let _ = crate::sys::chown_at(root, d, n.st.st_uid, n.st.st_gid);
                 let _ = crate::sys::chmod_at(root, d, n.st.st_mode & 0o7777);
@@ -261,7 +305,7 @@ impl Store {
                     v.as_bytes(),
                     0,
                 )
-                .map_err(|e| format!("cannot record owner of {}: {e}", diff.join(d).display()))?;
+                .io("recording the owner of", diff.join(d))?;
             }
             let _ = crate::sys::utimens_at(
                 root,
@@ -279,14 +323,17 @@ impl Store {
         config: &[u8],
         tags: &[String],
         parent: Option<&Digest>,
-    ) -> Result<Digest, String> {
+    ) -> Result<Digest> {
         let id = Digest::of(config);
         let path = self.layout.image_config(&id);
-        if !path.is_file() {
+        if std::fs::metadata(&path)
+            .io_absent("reading", &path)?
+            .is_none()
+        {
             write_atomic(&path, config)?;
         }
         let md = self.layout.image_metadata(&id);
-        std::fs::create_dir_all(&md).map_err(|e| format!("cannot create {}: {e}", md.display()))?;
+        std::fs::create_dir_all(&md).io("creating", &md)?;
         write_atomic(&md.join("lastUpdated"), human::now_rfc3339().as_bytes())?;
         if let Some(p) = parent {
             write_atomic(&md.join("parent"), p.to_string().as_bytes())?;
@@ -294,211 +341,12 @@ impl Store {
         if !tags.is_empty() {
             let mut repos = images::Repositories::load(&self.layout)?;
             for t in tags {
-                let r = images::Ref::parse(t)?;
+                let r = reference::Ref::parse(t)?;
                 repos.set(&r, &id);
             }
             repos.save(&self.layout)?;
         }
         Ok(id)
-    }
-
-    /// Open an archive: a directory (OCI layout) or a tar file, possibly compressed, or
-    /// stdin (`None` / `-`), which is spooled into staging first.
-    fn open_input(&self, input: Option<&Path>) -> Result<(Box<dyn Blobs>, String), String> {
-        let spool = |r: Box<dyn Read + Send>, what: &str| -> Result<Box<dyn Blobs>, String> {
-            let dir = self.staging()?;
-            let p = dir.join("input.tar");
-            let mut f = std::fs::File::create(&p)
-                .map_err(|e| format!("cannot create {}: {e}", p.display()))?;
-            let mut r = unpack::decompress(r).map_err(|e| format!("{what}: {e}"))?;
-            std::io::copy(&mut r, &mut f).map_err(|e| format!("cannot read {what}: {e}"))?;
-            Ok(Box::new(
-                TarBlobs::index(&p).map_err(|e| e.replace(&p.display().to_string(), what))?,
-            ))
-        };
-        match input {
-            None => Ok((
-                spool(Box::new(std::io::stdin()), "standard input")?,
-                "image".into(),
-            )),
-            Some(p) if p.as_os_str() == "-" => Ok((
-                spool(Box::new(std::io::stdin()), "standard input")?,
-                "image".into(),
-            )),
-            Some(p) => {
-                let name = archive::name_from_path(p);
-                let md = std::fs::metadata(p)
-                    .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-                if md.is_dir() {
-                    return Ok((Box::new(DirBlobs::new(p)), name));
-                }
-                let mut head = [0u8; 4];
-                let mut f = std::fs::File::open(p)
-                    .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-                let n = f
-                    .read(&mut head)
-                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-                if unpack::sniff(&head[..n]) != unpack::Compression::None {
-                    let f = std::fs::File::open(p)
-                        .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-                    return Ok((spool(Box::new(f), &p.display().to_string())?, name));
-                }
-                Ok((Box::new(TarBlobs::index(p)?), name))
-            }
-        }
-    }
-
-    /// `image load`: every image in the archive; nothing is visible unless it all checks out.
-    pub fn load(&self, input: Option<&Path>) -> Result<Vec<Loaded>, String> {
-        let _lock = self.lock()?;
-        let r = self.load_locked(input);
-        // Whatever failed, staging goes (we hold the lock: all of tmp/ is ours).
-        lock::clear_tmp(&self.layout);
-        r
-    }
-
-    fn load_locked(&self, input: Option<&Path>) -> Result<Vec<Loaded>, String> {
-        let shown = input
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "standard input".into());
-        let (blobs, default_name) = self.open_input(input)?;
-        let sources = archive::read_images(blobs.as_ref(), &default_name)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        let mut out = Vec::new();
-        for src in &sources {
-            let l = self
-                .load_one(blobs.as_ref(), src)
-                .map_err(|e| format!("{shown}: {e}"))?;
-            out.push(l);
-        }
-        Ok(out)
-    }
-
-    fn load_one(&self, blobs: &dyn Blobs, src: &archive::ImageSource) -> Result<Loaded, String> {
-        let cfg = images::parse_config(&src.config)?;
-        let diff_ids = images::diff_ids(&cfg)?;
-        if diff_ids.len() != src.layers.len() {
-            return Err(format!(
-                "the config lists {} layers (rootfs.diff_ids) but the manifest has {}",
-                diff_ids.len(),
-                src.layers.len()
-            ));
-        }
-        let chains = chain_ids(&diff_ids);
-        // Which layers must be unpacked (first occurrence of each missing chainID).
-        let mut todo: Vec<usize> = Vec::new();
-        for (i, c) in chains.iter().enumerate() {
-            if !self.layout.layer_meta(c).is_dir() && !todo.iter().any(|j| chains[*j] == *c) {
-                todo.push(i);
-            }
-        }
-        let total: u64 = todo
-            .iter()
-            .filter_map(|i| blobs.size(&src.layers[*i].member))
-            .sum();
-        let bar = if std::io::stderr().is_terminal() && !todo.is_empty() {
-            let b = indicatif::ProgressBar::new(total);
-            if let Ok(st) = indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
-            ) {
-                b.set_style(st.progress_chars("=> "));
-            }
-            b.set_message(format!("Loading {} layer(s)", todo.len()));
-            Some(b)
-        } else {
-            None
-        };
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .clamp(1, 4);
-        let mut results: Vec<Option<Result<Staged, String>>> =
-            (0..todo.len()).map(|_| None).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots = std::sync::Mutex::new(&mut results);
-        std::thread::scope(|s| {
-            for _ in 0..threads.min(todo.len()) {
-                s.spawn(|| {
-                    loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        if k >= todo.len() {
-                            break;
-                        }
-                        let i = todo[k];
-                        let r = self.stage_one(blobs, src, i, &diff_ids[i], bar.as_ref());
-                        if let Ok(mut g) = slots.lock() {
-                            g[k] = Some(r);
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(b) = &bar {
-            b.finish_and_clear();
-        }
-        let mut staged = Vec::new();
-        let mut warnings = Vec::new();
-        for r in results {
-            let st = r.ok_or("a layer worker failed")??;
-            warnings.extend(st.unpacked.warnings.iter().cloned());
-            staged.push(st);
-        }
-        // All layers verified: move them in, bottom first.
-        for (st, i) in staged.into_iter().zip(todo.iter()) {
-            let parent = if *i == 0 { None } else { Some(&chains[i - 1]) };
-            self.commit_layer(st, &chains[*i], parent)?;
-        }
-        let id = self.commit_image(&src.config, &src.tags, None)?;
-        if let Some(m) = &src.manifest
-            && !src.tags.is_empty()
-        {
-            let mut repos = images::Repositories::load(&self.layout)?;
-            for t in &src.tags {
-                repos.set_digest(&images::Ref::parse(t)?, m, &id);
-            }
-            repos.save(&self.layout)?;
-        }
-        Ok(Loaded {
-            id,
-            tags: src.tags.clone(),
-            warnings,
-        })
-    }
-
-    fn stage_one(
-        &self,
-        blobs: &dyn Blobs,
-        src: &archive::ImageSource,
-        i: usize,
-        want: &Digest,
-        bar: Option<&indicatif::ProgressBar>,
-    ) -> Result<Staged, String> {
-        let l = &src.layers[i];
-        let ctx = |m: String| format!("layer {} ({}): {m}", i + 1, l.member);
-        let r = blobs.open(&l.member).map_err(ctx)?;
-        let r: Box<dyn Read + Send> = match bar {
-            Some(b) => Box::new(b.wrap_read(r)),
-            None => r,
-        };
-        let st = self.stage_layer(r).map_err(ctx)?;
-        let u = &st.unpacked;
-        if let Some(d) = &l.digest
-            && *d != u.blob
-        {
-            let _ = remove_tree(&st.dir);
-            return Err(ctx(format!(
-                "blob digest mismatch: manifest says {d}, content is {}",
-                u.blob
-            )));
-        }
-        if u.diff_id != *want {
-            let _ = remove_tree(&st.dir);
-            return Err(ctx(format!(
-                "diffID mismatch: config says {want}, the uncompressed layer is {}",
-                u.diff_id
-            )));
-        }
-        Ok(st)
     }
 }
 

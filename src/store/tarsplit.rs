@@ -18,7 +18,11 @@
 //! `hash/crc64`, ISO table) of the content, 8 bytes big-endian. We write type 1 lines only
 //! for content, with the same checksum, so dockerd can rebuild our layers too.
 
+use super::error::{Error, Result, ResultExt};
 use std::io::{self, Read, Write};
+
+mod codec;
+pub use codec::{Crc64, base64_decode, base64_encode};
 
 /// Largest file size a layer may declare (1 TiB): anything larger is a hostile header.
 pub const MAX_ENTRY_SIZE: u64 = 1 << 40;
@@ -276,208 +280,87 @@ impl<R: Read, W: Write> TarReader<R, W> {
         if self.done {
             return Ok(None);
         }
-        let mut long_name: Option<Vec<u8>> = None;
-        let mut long_link: Option<Vec<u8>> = None;
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut ext = Extensions::default();
         loop {
             let hoff = self.offset;
-            let mut h = [0u8; 512];
-            // EOF exactly at a header boundary (no end blocks) is accepted, as GNU tar does.
-            let mut got = 0;
-            while got < 512 {
-                let n = self.r.read(&mut h[got..])?;
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
-            self.offset += got as u64;
-            self.rec.raw(&h[..got]);
-            if got == 0 && long_name.is_none() && pax.is_empty() {
-                self.done = true;
+            let Some(h) = self.read_header(ext.long_name.is_none() && ext.pax.is_empty())? else {
                 return Ok(None);
-            }
-            if got < 512 {
-                return Err(bad(format!("truncated tar header at offset {hoff}")));
-            }
-            if h.iter().all(|b| *b == 0) {
-                // End of archive: keep every trailing byte in the record.
-                let mut rest = Vec::new();
-                (&mut self.r).take(MAX_TRAILER + 1).read_to_end(&mut rest)?;
-                if rest.len() as u64 > MAX_TRAILER {
-                    return Err(bad("absurd amount of data after the tar end marker".into()));
-                }
-                self.offset += rest.len() as u64;
-                self.rec.raw(&rest);
-                self.done = true;
-                return Ok(None);
-            }
-            let stored = parse_num(&h[148..156], "checksum", hoff)?;
-            let mut sum: u64 = 0;
-            let mut ssum: i64 = 0;
-            for (i, b) in h.iter().enumerate() {
-                let b = if (148..156).contains(&i) { b' ' } else { *b };
-                sum += b as u64;
-                ssum += (b as i8) as i64;
-            }
-            if stored != sum && stored as i64 != ssum {
-                return Err(bad(format!(
-                    "corrupt tar header (bad checksum) at offset {hoff}"
-                )));
-            }
-            let typeflag = h[156];
-            let size = parse_num(&h[124..136], "size", hoff)?;
-            if size > MAX_ENTRY_SIZE {
-                return Err(bad(format!(
-                    "absurd entry size {size} in tar header at offset {hoff}"
-                )));
-            }
-            match typeflag {
+            };
+            let size = checked_size(&h, hoff)?;
+            match h[156] {
                 b'x' => {
                     let data = self.read_meta(size)?;
-                    pax.extend(parse_pax(&data).map_err(|m| bad(format!("{m} at offset {hoff}")))?);
-                    continue;
+                    ext.pax.extend(parse_pax(&data, hoff)?);
                 }
                 b'g' => {
-                    let _ = self.read_meta(size)?;
-                    continue;
+                    self.read_meta(size)?;
                 }
-                b'L' => {
-                    let mut v = self.read_meta(size)?;
-                    while v.last() == Some(&0) {
-                        v.pop();
-                    }
-                    long_name = Some(v);
-                    continue;
-                }
-                b'K' => {
-                    let mut v = self.read_meta(size)?;
-                    while v.last() == Some(&0) {
-                        v.pop();
-                    }
-                    long_link = Some(v);
-                    continue;
-                }
-                _ => {}
-            }
-            let kind = match typeflag {
-                b'0' | 0 | b'7' => Kind::File,
-                b'1' => Kind::HardLink,
-                b'2' => Kind::Symlink,
-                b'3' => Kind::Char,
-                b'4' => Kind::Block,
-                b'5' => Kind::Dir,
-                b'6' => Kind::Fifo,
-                b'S' => {
-                    return Err(bad(format!(
-                        "GNU sparse file at offset {hoff} is not supported"
-                    )));
-                }
-                t => {
-                    return Err(bad(format!(
-                        "unsupported tar entry type {:?} at offset {hoff}",
-                        t as char
-                    )));
-                }
-            };
-            let ustar = &h[257..263] == b"ustar\0";
-            let mut path = cstr_field(&h[0..100]);
-            if ustar {
-                let prefix = cstr_field(&h[345..500]);
-                if !prefix.is_empty() {
-                    let mut p = prefix;
-                    p.push(b'/');
-                    p.extend_from_slice(&path);
-                    path = p;
+                b'L' => ext.long_name = Some(without_nuls(self.read_meta(size)?)),
+                b'K' => ext.long_link = Some(without_nuls(self.read_meta(size)?)),
+                _ => {
+                    let e = entry_of(&h, hoff, size, ext)?;
+                    self.begin(&e, hoff)?;
+                    return Ok(Some(e));
                 }
             }
-            if let Some(n) = long_name.take() {
-                path = n;
-            }
-            // A legacy "regular" entry (type NUL) named with a trailing slash is a directory,
-            // as Go's archive/tar (and so dockerd) reads it.
-            let kind = if typeflag == 0 && path.ends_with(b"/") {
-                Kind::Dir
-            } else {
-                kind
-            };
-            let mut link = cstr_field(&h[157..257]);
-            if let Some(l) = long_link.take() {
-                link = l;
-            }
-            let mut e = Entry {
-                path,
-                link,
-                kind,
-                mode: (parse_num(&h[100..108], "mode", hoff)? & 0o7777) as u32,
-                uid: parse_num(&h[108..116], "uid", hoff)?,
-                gid: parse_num(&h[116..124], "gid", hoff)?,
-                mtime: parse_num(&h[136..148], "mtime", hoff)? as i64,
-                mtime_nsec: 0,
-                size,
-                devmajor: parse_num(&h[329..337], "devmajor", hoff)? as u32,
-                devminor: parse_num(&h[337..345], "devminor", hoff)? as u32,
-                xattrs: Vec::new(),
-            };
-            for (k, v) in pax.drain(..) {
-                let vs = || String::from_utf8_lossy(&v).into_owned();
-                match k.as_str() {
-                    "path" => e.path = v.clone(),
-                    "linkpath" => e.link = v.clone(),
-                    "size" => {
-                        e.size = vs()
-                            .parse()
-                            .map_err(|_| bad(format!("bad PAX size at offset {hoff}")))?;
-                        if e.size > MAX_ENTRY_SIZE {
-                            return Err(bad(format!(
-                                "absurd entry size {} at offset {hoff}",
-                                e.size
-                            )));
-                        }
-                    }
-                    "uid" => {
-                        e.uid = vs()
-                            .parse()
-                            .map_err(|_| bad(format!("bad PAX uid at offset {hoff}")))?
-                    }
-                    "gid" => {
-                        e.gid = vs()
-                            .parse()
-                            .map_err(|_| bad(format!("bad PAX gid at offset {hoff}")))?
-                    }
-                    "mtime" => {
-                        let s = vs();
-                        let (sec, frac) = s.split_once('.').unwrap_or((&s, ""));
-                        e.mtime = sec.parse().unwrap_or(e.mtime);
-                        let mut f: String = frac.chars().take(9).collect();
-                        while !f.is_empty() && f.len() < 9 {
-                            f.push('0');
-                        }
-                        e.mtime_nsec = f.parse().unwrap_or(0);
-                    }
-                    _ => {
-                        if let Some(x) = k.strip_prefix("SCHILY.xattr.") {
-                            e.xattrs.push((x.to_string(), v));
-                        }
-                    }
-                }
-            }
-            let has_content = e.size > 0;
-            self.remaining = e.size;
-            self.padding = e.size.div_ceil(512) * 512 - e.size;
-            self.current_is_file = e.kind == Kind::File;
-            if self.current_is_file {
-                if has_content {
-                    self.rec.start_file(&e.path, e.size)?;
-                }
-            } else if e.size > MAX_META_SIZE {
-                return Err(bad(format!(
-                    "absurd size {} for a non-file entry at offset {hoff}",
-                    e.size
-                )));
-            }
-            return Ok(Some(e));
         }
+    }
+
+    /// The next 512-byte header, or `None` at the end of the archive: EOF at a header
+    /// boundary where `may_end` (no extension header is waiting for its entry), or the
+    /// zero block, after which every trailing byte goes into the record.
+    fn read_header(&mut self, may_end: bool) -> io::Result<Option<[u8; 512]>> {
+        let hoff = self.offset;
+        let mut h = [0u8; 512];
+        // EOF exactly at a header boundary (no end blocks) is accepted, as GNU tar does.
+        let mut got = 0;
+        while got < 512 {
+            let n = self.r.read(&mut h[got..])?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        self.offset += got as u64;
+        self.rec.raw(&h[..got]);
+        if got == 0 && may_end {
+            self.done = true;
+            return Ok(None);
+        }
+        if got < 512 {
+            return Err(bad(format!("truncated tar header at offset {hoff}")));
+        }
+        if h.iter().all(|b| *b == 0) {
+            // End of archive: keep every trailing byte in the record.
+            let mut rest = Vec::new();
+            (&mut self.r).take(MAX_TRAILER + 1).read_to_end(&mut rest)?;
+            if rest.len() as u64 > MAX_TRAILER {
+                return Err(bad("absurd amount of data after the tar end marker".into()));
+            }
+            self.offset += rest.len() as u64;
+            self.rec.raw(&rest);
+            self.done = true;
+            return Ok(None);
+        }
+        Ok(Some(h))
+    }
+
+    /// Entry `e` (its header at `hoff`) is next: its content and padding follow.
+    fn begin(&mut self, e: &Entry, hoff: u64) -> io::Result<()> {
+        self.remaining = e.size;
+        self.padding = e.size.div_ceil(512) * 512 - e.size;
+        self.current_is_file = e.kind == Kind::File;
+        if self.current_is_file {
+            if e.size > 0 {
+                self.rec.start_file(&e.path, e.size)?;
+            }
+        } else if e.size > MAX_META_SIZE {
+            return Err(bad(format!(
+                "absurd size {} for a non-file entry at offset {hoff}",
+                e.size
+            )));
+        }
+        Ok(())
     }
 
     /// After `None`: the record sink and the total bytes consumed.
@@ -488,31 +371,178 @@ impl<R: Read, W: Write> TarReader<R, W> {
     }
 }
 
-/// Parse PAX extended header records `LEN KEY=VALUE\n`.
-fn parse_pax(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+/// What extension headers (PAX `x`, GNU `L`/`K`) say about the entry that follows them.
+#[derive(Default)]
+struct Extensions {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Vec<(String, Vec<u8>)>,
+}
+
+/// A GNU long name or link without its trailing NULs.
+fn without_nuls(mut v: Vec<u8>) -> Vec<u8> {
+    while v.last() == Some(&0) {
+        v.pop();
+    }
+    v
+}
+
+/// The header's size field, once its checksum (unsigned or, as old tars wrote it, signed)
+/// is found right.
+fn checked_size(h: &[u8; 512], hoff: u64) -> io::Result<u64> {
+    let stored = parse_num(&h[148..156], "checksum", hoff)?;
+    let mut sum: u64 = 0;
+    let mut ssum: i64 = 0;
+    for (i, b) in h.iter().enumerate() {
+        let b = if (148..156).contains(&i) { b' ' } else { *b };
+        sum += b as u64;
+        ssum += (b as i8) as i64;
+    }
+    if stored != sum && stored as i64 != ssum {
+        return Err(bad(format!(
+            "corrupt tar header (bad checksum) at offset {hoff}"
+        )));
+    }
+    let size = parse_num(&h[124..136], "size", hoff)?;
+    if size > MAX_ENTRY_SIZE {
+        return Err(bad(format!(
+            "absurd entry size {size} in tar header at offset {hoff}"
+        )));
+    }
+    Ok(size)
+}
+
+/// The kind of entry a type flag means (those a layer may hold).
+fn kind_of(typeflag: u8, hoff: u64) -> io::Result<Kind> {
+    Ok(match typeflag {
+        b'0' | 0 | b'7' => Kind::File,
+        b'1' => Kind::HardLink,
+        b'2' => Kind::Symlink,
+        b'3' => Kind::Char,
+        b'4' => Kind::Block,
+        b'5' => Kind::Dir,
+        b'6' => Kind::Fifo,
+        b'S' => {
+            return Err(bad(format!(
+                "GNU sparse file at offset {hoff} is not supported"
+            )));
+        }
+        t => {
+            return Err(bad(format!(
+                "unsupported tar entry type {:?} at offset {hoff}",
+                t as char
+            )));
+        }
+    })
+}
+
+/// The entry a (non-extension) header describes, with its extensions applied.
+fn entry_of(h: &[u8; 512], hoff: u64, size: u64, ext: Extensions) -> io::Result<Entry> {
+    let typeflag = h[156];
+    let kind = kind_of(typeflag, hoff)?;
+    let ustar = &h[257..263] == b"ustar\0";
+    let mut path = cstr_field(&h[0..100]);
+    if ustar {
+        let prefix = cstr_field(&h[345..500]);
+        if !prefix.is_empty() {
+            let mut p = prefix;
+            p.push(b'/');
+            p.extend_from_slice(&path);
+            path = p;
+        }
+    }
+    if let Some(n) = ext.long_name {
+        path = n;
+    }
+    // A legacy "regular" entry (type NUL) named with a trailing slash is a directory,
+    // as Go's archive/tar (and so dockerd) reads it.
+    let kind = if typeflag == 0 && path.ends_with(b"/") {
+        Kind::Dir
+    } else {
+        kind
+    };
+    let link = ext.long_link.unwrap_or_else(|| cstr_field(&h[157..257]));
+    let mut e = Entry {
+        path,
+        link,
+        kind,
+        mode: (parse_num(&h[100..108], "mode", hoff)? & 0o7777) as u32,
+        uid: parse_num(&h[108..116], "uid", hoff)?,
+        gid: parse_num(&h[116..124], "gid", hoff)?,
+        mtime: parse_num(&h[136..148], "mtime", hoff)? as i64,
+        mtime_nsec: 0,
+        size,
+        devmajor: parse_num(&h[329..337], "devmajor", hoff)? as u32,
+        devminor: parse_num(&h[337..345], "devminor", hoff)? as u32,
+        xattrs: Vec::new(),
+    };
+    for (k, v) in ext.pax {
+        apply_pax(&mut e, &k, v, hoff)?;
+    }
+    Ok(e)
+}
+
+/// One PAX record `k=v` over what the header said.
+fn apply_pax(e: &mut Entry, k: &str, v: Vec<u8>, hoff: u64) -> io::Result<()> {
+    let vs = || String::from_utf8_lossy(&v).into_owned();
+    let num = |what: &str| {
+        vs().parse::<u64>()
+            .map_err(|_| bad(format!("bad PAX {what} at offset {hoff}")))
+    };
+    match k {
+        "path" => e.path = v,
+        "linkpath" => e.link = v,
+        "size" => {
+            e.size = num("size")?;
+            if e.size > MAX_ENTRY_SIZE {
+                return Err(bad(format!(
+                    "absurd entry size {} at offset {hoff}",
+                    e.size
+                )));
+            }
+        }
+        "uid" => e.uid = num("uid")?,
+        "gid" => e.gid = num("gid")?,
+        "mtime" => {
+            let s = vs();
+            let (sec, frac) = s.split_once('.').unwrap_or((&s, ""));
+            e.mtime = sec.parse().unwrap_or(e.mtime);
+            let mut f: String = frac.chars().take(9).collect();
+            while !f.is_empty() && f.len() < 9 {
+                f.push('0');
+            }
+            e.mtime_nsec = f.parse().unwrap_or(0);
+        }
+        _ => {
+            if let Some(x) = k.strip_prefix("SCHILY.xattr.") {
+                e.xattrs.push((x.to_string(), v));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parse PAX extended header records `LEN KEY=VALUE\n` (of the header at offset `hoff`).
+fn parse_pax(data: &[u8], hoff: u64) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let record = || bad(format!("bad PAX record at offset {hoff}"));
+    let length = || bad(format!("bad PAX record length at offset {hoff}"));
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
         if rest.iter().all(|b| *b == 0) {
             break;
         }
-        let sp = rest
-            .iter()
-            .position(|b| *b == b' ')
-            .ok_or("bad PAX record")?;
+        let sp = rest.iter().position(|b| *b == b' ').ok_or_else(record)?;
         let len: usize = std::str::from_utf8(&rest[..sp])
             .ok()
             .and_then(|s| s.parse().ok())
-            .ok_or("bad PAX record length")?;
+            .ok_or_else(length)?;
         if len <= sp + 1 || len > rest.len() {
-            return Err("bad PAX record length".into());
+            return Err(length());
         }
         let rec = &rest[sp + 1..len];
         let rec = rec.strip_suffix(b"\n").unwrap_or(rec);
-        let eq = rec
-            .iter()
-            .position(|b| *b == b'=')
-            .ok_or("bad PAX record")?;
+        let eq = rec.iter().position(|b| *b == b'=').ok_or_else(record)?;
         let key = String::from_utf8_lossy(&rec[..eq]).into_owned();
         out.push((key, rec[eq + 1..].to_vec()));
         rest = &rest[len..];
@@ -533,15 +563,17 @@ pub enum Item {
 }
 
 /// Parse one record line.
-pub fn parse_line(line: &str) -> Result<Item, String> {
+pub fn parse_line(line: &str) -> Result<Item> {
     let v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("corrupt tar-split record: {e}"))?;
+        serde_json::from_str(line).map_err(|e| Error::json("corrupt tar-split record", e))?;
     // `payload` is base64 or null (Go's encoding of a nil byte slice).
-    let payload = || -> Result<Vec<u8>, String> {
+    let payload = || -> Result<Vec<u8>> {
         match v.get("payload") {
             None | Some(serde_json::Value::Null) => Ok(Vec::new()),
             Some(serde_json::Value::String(p)) => base64_decode(p),
-            Some(_) => Err("corrupt tar-split record: payload is not a string".into()),
+            Some(_) => Err(Error::invalid(
+                "corrupt tar-split record: payload is not a string",
+            )),
         }
     };
     match v.get("type").and_then(|t| t.as_u64()) {
@@ -555,10 +587,10 @@ pub fn parse_line(line: &str) -> Result<Item, String> {
             let size = match v.get("size") {
                 None | Some(serde_json::Value::Null) => 0,
                 Some(s) => s.as_u64().filter(|s| *s <= MAX_ENTRY_SIZE).ok_or_else(|| {
-                    format!(
+                    Error::invalid(format!(
                         "corrupt tar-split record: bad size {s} for {:?}",
                         shown(&name)
-                    )
+                    ))
                 })?,
             };
             let p = payload()?;
@@ -570,21 +602,26 @@ pub fn parse_line(line: &str) -> Result<Item, String> {
                     Some(c)
                 }
                 n => {
-                    return Err(format!(
+                    return Err(Error::invalid(format!(
                         "corrupt tar-split record: the checksum of {:?} has {n} bytes, not 8",
                         shown(&name)
-                    ));
+                    )));
                 }
             };
             Ok(Item::File { name, size, crc })
         }
-        _ => Err("corrupt tar-split record: unknown entry type".into()),
+        _ => Err(Error::invalid(
+            "corrupt tar-split record: unknown entry type",
+        )),
     }
 }
 
 fn shown(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
+
+/// What errors writing the rebuilt tar name (the caller knows where the output goes).
+const OUTPUT: &str = "the output";
 
 /// Write the original tar back from a record and a way to open each file's content.
 ///
@@ -595,50 +632,28 @@ pub fn reassemble(
     record: impl io::BufRead,
     mut open: impl FnMut(&[u8]) -> io::Result<Box<dyn Read>>,
     out: &mut dyn Write,
-) -> Result<(), String> {
+) -> Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     for line in record.lines() {
-        let line = line.map_err(|e| format!("cannot read tar-split record: {e}"))?;
+        let line = line.io("reading", "the tar-split record")?;
         if line.trim().is_empty() {
             continue;
         }
         match parse_line(&line)? {
-            Item::Segment(b) => out
-                .write_all(&b)
-                .map_err(|e| format!("write failed: {e}"))?,
+            Item::Segment(b) => out.write_all(&b).io("writing", OUTPUT)?,
             Item::File { size: 0, .. } => {}
             Item::File { name, size, crc } => {
-                let shown = shown(&name);
-                let mut f =
-                    open(&name).map_err(|e| format!("cannot open layer file {shown}: {e}"))?;
-                let mut sum = Crc64::new();
-                let mut left = size;
-                while left > 0 {
-                    let want = left.min(buf.len() as u64) as usize;
-                    let n = match f.read(&mut buf[..want]) {
-                        Ok(0) => {
-                            return Err(format!(
-                                "layer file {shown} is shorter than recorded ({} of {size} bytes): the layer dir was modified",
-                                size - left
-                            ));
-                        }
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(format!("cannot read layer file {shown}: {e}")),
-                    };
-                    sum.update(&buf[..n]);
-                    out.write_all(&buf[..n])
-                        .map_err(|e| format!("write failed: {e}"))?;
-                    left -= n as u64;
-                }
+                let f = open(&name).io("opening the layer file", shown(&name))?;
+                let sum = copy_file(f, &name, size, &mut buf, out)?;
                 if let Some(want) = crc
-                    && sum.sum() != want
+                    && sum != want
                 {
-                    return Err(format!(
-                        "layer file {shown} does not match its recorded checksum (crc64 {}, recorded {}): the layer dir was modified",
-                        crate::digest::hex(&sum.sum()),
+                    return Err(Error::invalid(format!(
+                        "layer file {} does not match its recorded checksum (crc64 {}, recorded {}): the layer dir was modified",
+                        shown(&name),
+                        crate::digest::hex(&sum),
                         crate::digest::hex(&want)
-                    ));
+                    )));
                 }
             }
         }
@@ -646,95 +661,35 @@ pub fn reassemble(
     Ok(())
 }
 
-/// CRC-64 as Go's `hash/crc64` computes it with the ISO table (tar-split's file checksum):
-/// reflected polynomial 0xD800000000000000, initial value and final xor all ones, the sum
-/// written big-endian. Check value of `123456789`: `b90956c775a41001`.
-#[derive(Clone)]
-pub struct Crc64(u64);
-
-const CRC64_TABLE: [u64; 256] = {
-    let mut t = [0u64; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u64;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 == 1 {
-                (c >> 1) ^ 0xD800_0000_0000_0000
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
-impl Crc64 {
-    pub fn new() -> Crc64 {
-        Crc64(!0)
-    }
-    pub fn update(&mut self, data: &[u8]) {
-        let mut c = self.0;
-        for b in data {
-            c = CRC64_TABLE[((c as u8) ^ b) as usize] ^ (c >> 8);
-        }
-        self.0 = c;
-    }
-    pub fn sum(&self) -> [u8; 8] {
-        (!self.0).to_be_bytes()
-    }
-}
-
-impl Default for Crc64 {
-    fn default() -> Self {
-        Crc64::new()
-    }
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-pub fn base64_encode(data: &[u8]) -> String {
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                s.push('=');
+/// Copy exactly `size` bytes of layer file `name` from `f` to `out`; their CRC-64.
+fn copy_file(
+    mut f: Box<dyn Read>,
+    name: &[u8],
+    size: u64,
+    buf: &mut [u8],
+    out: &mut dyn Write,
+) -> Result<[u8; 8]> {
+    let mut sum = Crc64::new();
+    let mut left = size;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = match f.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(Error::invalid(format!(
+                    "layer file {} is shorter than recorded ({} of {size} bytes): the layer dir was modified",
+                    shown(name),
+                    size - left
+                )));
             }
-        }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("reading the layer file", shown(name), e)),
+        };
+        sum.update(&buf[..n]);
+        out.write_all(&buf[..n]).io("writing", OUTPUT)?;
+        left -= n as u64;
     }
-    s
-}
-
-/// Decode standard base64 (padding optional).
-pub fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in s.bytes() {
-        if c == b'=' {
-            break;
-        }
-        let v = B64
-            .iter()
-            .position(|x| *x == c)
-            .ok_or("corrupt base64 in tar-split record")? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Ok(out)
+    Ok(sum.sum())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The process around the filesystem: ids, memory, umask, termination signals, the
 //! daemon's pipes and session, unmounting, file locks, random bytes.
 
-use super::{check, check_ssize, cstr};
+use super::{check, cstr};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -125,19 +125,3 @@ pub fn umount(target: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// An exclusive `flock(2)` on an open file; `wait` blocks until it is free, else a lock
-/// held elsewhere is EWOULDBLOCK.
-pub fn flock_exclusive(fd: BorrowedFd<'_>, wait: bool) -> io::Result<()> {
-    let op = if wait {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_EX | libc::LOCK_NB
-    };
-    check(unsafe { libc::flock(fd.as_raw_fd(), op) })?;
-    Ok(())
-}
-
-/// Fill `buf` from getrandom(2): how many bytes it wrote.
-pub fn getrandom(buf: &mut [u8]) -> io::Result<usize> {
-    check_ssize(unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) })
-}

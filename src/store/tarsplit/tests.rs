@@ -294,7 +294,8 @@ fn reassembly_checks_dockers_checksum() {
         }
         d
     })
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("./etc/passwd") && e.contains("checksum"), "{e}");
     let e = run(&|n, d| {
         if n == b"etc/a&b<c>" {
@@ -303,13 +304,16 @@ fn reassembly_checks_dockers_checksum() {
             d.to_vec()
         }
     })
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("etc/a&b<c>") && e.contains("shorter than recorded (100 of 513 bytes)"),
         "{e}"
     );
     // A record line that is not Docker's shape is refused, not guessed at.
     let bad = r#"{"type":1,"name":"x","size":3,"payload":"AAAA","position":0}"#;
-    let e = reassemble(bad.as_bytes(), |_| unreachable!(), &mut Vec::new()).unwrap_err();
+    let e = reassemble(bad.as_bytes(), |_| unreachable!(), &mut Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("checksum of \"x\" has 3 bytes"), "{e}");
 }

@@ -1,0 +1,220 @@
+//! `image load`: every image of an archive into the store. Layers are unpacked in parallel
+//! into staging and verified (blob digest, diffID) before anything is moved in; nothing is
+//! visible unless the whole archive checks out.
+
+use super::archive::{self, Blobs, DirBlobs, ImageSource, TarBlobs};
+use super::error::{Context, Error, Result, ResultExt};
+use super::progress::Reporting;
+use super::reference::Ref;
+use super::{Loaded, Staged, Store, images, lock, remove_tree, unpack};
+use crate::digest::{Digest, chain_ids};
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// What a read from standard input is called in messages.
+const STDIN: &str = "standard input";
+
+impl Store {
+    /// `image load`: every image in the archive; nothing is visible unless it all checks out.
+    pub fn load(&self, input: Option<&Path>) -> Result<Vec<Loaded>> {
+        let shown = match input {
+            Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+            _ => STDIN.to_string(),
+        };
+        let _lock = self.lock().context(|| format!("load {shown}"))?;
+        let r = self.load_locked(input).context(|| format!("load {shown}"));
+        // Whatever failed, staging goes (we hold the lock: all of tmp/ is ours).
+        lock::clear_tmp(&self.layout);
+        r
+    }
+
+    fn load_locked(&self, input: Option<&Path>) -> Result<Vec<Loaded>> {
+        let (blobs, default_name) = self.open_input(input)?;
+        let sources = archive::read_images(blobs.as_ref(), &default_name)?;
+        sources
+            .iter()
+            .map(|src| self.load_one(blobs.as_ref(), src))
+            .collect()
+    }
+
+    /// Open an archive: a directory (OCI layout) or a tar file, possibly compressed, or
+    /// stdin (`None` / `-`), which is spooled into staging first. Also the name images
+    /// with only a tag get.
+    fn open_input(&self, input: Option<&Path>) -> Result<(Box<dyn Blobs>, String)> {
+        let p = match input {
+            Some(p) if p.as_os_str() != "-" => p,
+            _ => {
+                return Ok((
+                    self.spool(Box::new(std::io::stdin()), STDIN)?,
+                    "image".into(),
+                ));
+            }
+        };
+        let name = archive::name_from_path(p);
+        if std::fs::metadata(p).io("opening", p)?.is_dir() {
+            return Ok((Box::new(DirBlobs::new(p)), name));
+        }
+        let mut head = [0u8; 4];
+        let mut f = std::fs::File::open(p).io("opening", p)?;
+        let n = f.read(&mut head).io("reading", p)?;
+        if unpack::sniff(&head[..n]) != unpack::Compression::None {
+            let f = std::fs::File::open(p).io("opening", p)?;
+            return Ok((self.spool(Box::new(f), &p.display().to_string())?, name));
+        }
+        Ok((Box::new(TarBlobs::index(p)?), name))
+    }
+
+    /// Copy a stream (decompressed) into staging and index it; `what` names the stream.
+    fn spool(&self, r: Box<dyn Read + Send>, what: &str) -> Result<Box<dyn Blobs>> {
+        let p = self.staging()?.join("input.tar");
+        let mut f = std::fs::File::create(&p).io("creating", &p)?;
+        let mut r = unpack::decompress(r).io("reading", what)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("reading", what, e)),
+            };
+            f.write_all(&buf[..n]).io("writing", &p)?;
+        }
+        Ok(Box::new(TarBlobs::index_as(&p, what)?))
+    }
+
+    fn load_one(&self, blobs: &dyn Blobs, src: &ImageSource) -> Result<Loaded> {
+        let cfg = images::parse_config(&src.config)?;
+        let diff_ids = images::diff_ids(&cfg)?;
+        if diff_ids.len() != src.layers.len() {
+            return Err(Error::invalid(format!(
+                "the config lists {} layers (rootfs.diff_ids) but the manifest has {}",
+                diff_ids.len(),
+                src.layers.len()
+            )));
+        }
+        let chains = chain_ids(&diff_ids);
+        let todo = self.missing_layers(&chains)?;
+        let staged = self.stage_all(blobs, src, &todo, &diff_ids)?;
+        let warnings = staged
+            .iter()
+            .flat_map(|st| st.unpacked.warnings.iter().cloned())
+            .collect();
+        // All layers verified: move them in, bottom first.
+        for (st, i) in staged.into_iter().zip(todo.iter()) {
+            let parent = if *i == 0 { None } else { Some(&chains[i - 1]) };
+            self.commit_layer(st, &chains[*i], parent)?;
+        }
+        let id = self.commit_image(&src.config, &src.tags, None)?;
+        if let Some(m) = &src.manifest
+            && !src.tags.is_empty()
+        {
+            let mut repos = images::Repositories::load(&self.layout)?;
+            for t in &src.tags {
+                repos.set_digest(&Ref::parse(t)?, m, &id);
+            }
+            repos.save(&self.layout)?;
+        }
+        Ok(Loaded {
+            id,
+            tags: src.tags.clone(),
+            warnings,
+        })
+    }
+
+    /// Which layers must be unpacked: the first occurrence of each chainID not in the store.
+    fn missing_layers(&self, chains: &[Digest]) -> Result<Vec<usize>> {
+        let mut todo: Vec<usize> = Vec::new();
+        for (i, c) in chains.iter().enumerate() {
+            if !todo.iter().any(|j| chains[*j] == *c) && !self.has_layer(c)? {
+                todo.push(i);
+            }
+        }
+        Ok(todo)
+    }
+
+    /// Unpack layers `todo` of `src` into staging on up to 4 threads; in `todo`'s order.
+    fn stage_all(
+        &self,
+        blobs: &dyn Blobs,
+        src: &ImageSource,
+        todo: &[usize],
+        diff_ids: &[Digest],
+    ) -> Result<Vec<Staged>> {
+        let total: u64 = todo
+            .iter()
+            .filter_map(|i| blobs.size(&src.layers[*i].member))
+            .sum();
+        if !todo.is_empty() {
+            let what = format!("Loading {} layer(s)", todo.len());
+            self.progress.start(&what, (total > 0).then_some(total));
+        }
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 4);
+        let mut results: Vec<Option<Result<Staged>>> = (0..todo.len()).map(|_| None).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots = std::sync::Mutex::new(&mut results);
+        std::thread::scope(|s| {
+            for _ in 0..threads.min(todo.len()) {
+                s.spawn(|| {
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if k >= todo.len() {
+                            break;
+                        }
+                        let i = todo[k];
+                        let r = self.stage_one(blobs, src, i, &diff_ids[i]);
+                        if let Ok(mut g) = slots.lock() {
+                            g[k] = Some(r);
+                        }
+                    }
+                });
+            }
+        });
+        if !todo.is_empty() {
+            self.progress.finish();
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::invalid("a layer worker failed"))))
+            .collect()
+    }
+
+    /// Unpack layer `i` of `src` and check it is what the manifest and config promise.
+    fn stage_one(
+        &self,
+        blobs: &dyn Blobs,
+        src: &ImageSource,
+        i: usize,
+        want: &Digest,
+    ) -> Result<Staged> {
+        let l = &src.layers[i];
+        let ctx = || format!("layer {} ({})", i + 1, l.member);
+        let r = blobs.open(&l.member).context(ctx)?;
+        let r = Reporting::new(r, self.progress.clone());
+        let st = self.stage_layer(Box::new(r)).context(ctx)?;
+        let u = &st.unpacked;
+        let mismatch = if let Some(d) = &l.digest
+            && *d != u.blob
+        {
+            Some(format!(
+                "blob digest mismatch: manifest says {d}, content is {}",
+                u.blob
+            ))
+        } else if u.diff_id != *want {
+            Some(format!(
+                "diffID mismatch: config says {want}, the uncompressed layer is {}",
+                u.diff_id
+            ))
+        } else {
+            None
+        };
+        if let Some(m) = mismatch {
+            // Staging: the lock clears it too.
+            let _ = remove_tree(&st.dir);
+            return Err(Error::invalid(m).context(ctx()));
+        }
+        Ok(st)
+    }
+}
