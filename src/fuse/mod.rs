@@ -141,6 +141,26 @@ impl LayerFs {
         }
     }
 
+    /// Answer a request that returns nothing, after telling the kernel what it changed.
+    fn flushed_empty(&self, r: Res<()>, reply: ReplyEmpty) {
+        self.flush_invalidations();
+        empty(reply, r);
+    }
+
+    /// MKNOD, MKDIR, SYMLINK: make the entry, then answer with it.
+    fn new_entry(
+        &self,
+        ctx: &Ctx,
+        parent: INodeNo,
+        name: &OsStr,
+        kind: crate::overlay::dirops::NewKind<'_>,
+        reply: ReplyEntry,
+    ) {
+        let r = self.fs.create_entry(ctx, parent.0, name, kind);
+        self.flush_invalidations();
+        self.reply_entry(r.map(|(a, _)| a), reply);
+    }
+
     /// Tell the kernel which cached attributes a request changed as a side effect, before
     /// it is answered, so the caller's next stat sees them (negative offset: no page-cache
     /// work, no inode lock). Names are never invalidated: those whose binding can change
@@ -299,17 +319,16 @@ impl Filesystem for LayerFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.fs.create_entry(
+        self.new_entry(
             &Self::ctx(req, umask),
-            parent.0,
+            parent,
             name,
             crate::overlay::dirops::NewKind::Node {
                 mode,
                 rdev: rdev as u64,
             },
+            reply,
         );
-        self.flush_invalidations();
-        self.reply_entry(r.map(|(a, _)| a), reply);
     }
 
     fn mkdir(
@@ -321,32 +340,23 @@ impl Filesystem for LayerFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.fs.create_entry(
+        self.new_entry(
             &Self::ctx(req, umask),
-            parent.0,
+            parent,
             name,
             crate::overlay::dirops::NewKind::Dir { mode },
+            reply,
         );
-        self.flush_invalidations();
-        self.reply_entry(r.map(|(a, _)| a), reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = self.fs.unlink(parent.0, name);
-        self.flush_invalidations();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        self.flushed_empty(r, reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = self.fs.rmdir(parent.0, name);
-        self.flush_invalidations();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        self.flushed_empty(r, reply);
     }
 
     fn symlink(
@@ -357,16 +367,10 @@ impl Filesystem for LayerFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let r = self.fs.create_entry(
-            &Self::ctx(req, 0),
-            parent.0,
-            link_name,
-            crate::overlay::dirops::NewKind::Symlink {
-                target: target.as_os_str(),
-            },
-        );
-        self.flush_invalidations();
-        self.reply_entry(r.map(|(a, _)| a), reply);
+        let kind = crate::overlay::dirops::NewKind::Symlink {
+            target: target.as_os_str(),
+        };
+        self.new_entry(&Self::ctx(req, 0), parent, link_name, kind, reply);
     }
 
     fn rename(
@@ -382,11 +386,7 @@ impl Filesystem for LayerFs {
         let r = self
             .fs
             .rename(parent.0, name, newparent.0, newname, flags.bits());
-        self.flush_invalidations();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        self.flushed_empty(r, reply);
     }
 
     fn link(
@@ -499,10 +499,7 @@ impl Filesystem for LayerFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(fh.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        empty(reply, self.fs.fsync(fh.0, datasync))
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -719,10 +716,7 @@ impl Filesystem for LayerFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fallocate(fh.0, mode, offset, length) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        empty(reply, self.fs.fallocate(fh.0, mode, offset, length))
     }
 
     fn lseek(
@@ -738,5 +732,13 @@ impl Filesystem for LayerFs {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(err(e)),
         }
+    }
+}
+
+/// Answer a request that returns nothing.
+fn empty(reply: ReplyEmpty, r: Res<()>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(err(e)),
     }
 }

@@ -2,7 +2,7 @@
 //! (chmod/chown/truncate/utimens), setxattr/removexattr, fallocate, lseek.
 
 use super::{Attr, Ctx, Errno, IoOp, OverlayFs, Res, errno_at};
-use crate::format::{owner, whiteout};
+use crate::format::owner;
 use crate::sys;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -458,14 +458,7 @@ impl OverlayFs {
     }
 
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Res<()> {
-        if self.no_xattrs {
-            return Err(Errno::ENOTSUP);
-        }
-        let stored = match whiteout::stored_xattr_name(name) {
-            whiteout::StoredName::Plain => name.to_os_string(),
-            whiteout::StoredName::Escaped(n) => n,
-            whiteout::StoredName::Private => return Err(Errno::EPERM),
-        };
+        let stored = self.stored_xattr_name(name, Errno::EPERM)?;
         if self.read_only {
             return Err(Errno::EROFS);
         }
@@ -477,14 +470,7 @@ impl OverlayFs {
     }
 
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> Res<()> {
-        if self.no_xattrs {
-            return Err(Errno::ENOTSUP);
-        }
-        let stored = match whiteout::stored_xattr_name(name) {
-            whiteout::StoredName::Plain => name.to_os_string(),
-            whiteout::StoredName::Escaped(n) => n,
-            whiteout::StoredName::Private => return Err(Errno::ENODATA),
-        };
+        let stored = self.stored_xattr_name(name, Errno::ENODATA)?;
         if self.read_only {
             return Err(Errno::EROFS);
         }

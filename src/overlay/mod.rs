@@ -565,15 +565,21 @@ impl OverlayFs {
         Ok(sys::fstatvfs(self.stack.layers()[0].fd())?)
     }
 
-    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Res<Vec<u8>> {
+    /// The name an xattr given through the mount is stored under; `private` is the error
+    /// for a name private to overlay implementations (each call answers its own).
+    fn stored_xattr_name(&self, name: &OsStr, private: Errno) -> Res<OsString> {
         if self.no_xattrs {
             return Err(Errno::ENOTSUP);
         }
-        let stored = match whiteout::stored_xattr_name(name) {
-            whiteout::StoredName::Plain => name.to_os_string(),
-            whiteout::StoredName::Escaped(n) => n,
-            whiteout::StoredName::Private => return Err(Errno::ENODATA),
-        };
+        match whiteout::stored_xattr_name(name) {
+            whiteout::StoredName::Plain => Ok(name.to_os_string()),
+            whiteout::StoredName::Escaped(n) => Ok(n),
+            whiteout::StoredName::Private => Err(private),
+        }
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Res<Vec<u8>> {
+        let stored = self.stored_xattr_name(name, Errno::ENODATA)?;
         let node = self.node(ino)?;
         let place = self.place(&node, false)?;
         let (fd, rel) = place.at(&self.stack);

@@ -124,4 +124,3 @@ pub fn umount(target: &Path) -> io::Result<()> {
     check(unsafe { libc::umount2(c.as_ptr(), 0) })?;
     Ok(())
 }
-
