@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 /// One layer directory, opened before the mount so it stays reachable under it.
 #[derive(Debug)]
 pub struct Layer {
-    pub path: PathBuf,
     pub root: OwnedFd,
     pub dev: u64,
     /// Small index per distinct st_dev, used to build unique inode numbers.
@@ -539,7 +538,6 @@ pub fn open_layers(lowers: &[PathBuf], upper: Option<&Path>) -> Result<Vec<Layer
             }
         };
         out.push(Layer {
-            path: path.to_path_buf(),
             root: fd,
             dev: st.st_dev,
             fs_index,
