@@ -76,16 +76,14 @@ fn unreadable_upper_file_fails_commit_and_export() {
     );
 
     let out = outd.join("out.tar");
-    let o = as_user(
-        &st,
-        &[
-            "container",
-            "export",
-            "c1",
-            "-o",
-            out.to_str().expect("utf8"),
-        ],
-    );
+    let export = [
+        "container",
+        "export",
+        "c1",
+        "-o",
+        out.to_str().expect("utf8"),
+    ];
+    let o = as_user(&st, &export);
     assert_ne!(o.code, 0, "export of an unreadable file should fail");
     for want in ["secret/file", "Permission denied"] {
         assert!(
@@ -107,16 +105,7 @@ fn unreadable_upper_file_fails_commit_and_export() {
     assert_eq!(code, 0, "chmod in the upper dir: {err}");
     user_ok(&st, &["container", "commit", "c1", "img:2"]);
     assert_eq!(st.image_count(), images + 1);
-    user_ok(
-        &st,
-        &[
-            "container",
-            "export",
-            "c1",
-            "-o",
-            out.to_str().expect("utf8"),
-        ],
-    );
+    user_ok(&st, &export);
     let names = tar_view(&std::fs::read(&out).expect("read out.tar"))
         .expect("export tar")
         .snap;
