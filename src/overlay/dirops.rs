@@ -402,8 +402,8 @@ impl OverlayFs {
         if lower_has {
             self.make_whiteout(&ppath, name)?;
         } else if in_upper {
-            sys::unlink_at(self.stack.layers()[0].fd(), &ppath.join(name), false)
-                .op("unlink", &ppath.join(name))?;
+            let p = ppath.join(name);
+            sys::unlink_at(self.stack.layers()[0].fd(), &p, false).op("unlink", &p)?;
         }
         if let Some(child) = self.nodes.child(parent, &name.to_os_string()) {
             self.nodes.drop_alias(

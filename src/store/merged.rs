@@ -70,6 +70,15 @@ fn change(p: &Path, kind: char) -> Change {
     }
 }
 
+/// An entry of the upper dir that the merged view no longer has: the container changed
+/// while it was read.
+fn vanished(upper: &Path, rel: &Path) -> Error {
+    Error::invalid(format!(
+        "{} vanished while it was read (is the container still being written?)",
+        upper.join(rel).display()
+    ))
+}
+
 impl Stack {
     /// Open `paths` (top first). `top_changes`: the top layer is a container's upper dir,
     /// which may change while we read (nothing of it is cached).
@@ -114,8 +123,8 @@ impl Stack {
     /// Resolve `name` inside directory node `dir`.
     pub fn child(&self, dir: &Node, name: &OsStr) -> Result<Option<Node>> {
         let f = self.res.resolve(&dir.sources, name).map_err(|e| {
-            let top = dir.sources.first().cloned().unwrap_or_default();
-            self.err("looking up a name in", &top, e)
+            let (layer, path) = dir.sources.first().cloned().unwrap_or_default();
+            self.err("looking up", &(layer, path.join(name)), e)
         })?;
         Ok(f.map(|f| Node::from_found(dir.rel.join(name), f)))
     }
@@ -175,12 +184,8 @@ impl Stack {
     }
 
     fn must_lookup(&self, rel: &Path) -> Result<Node> {
-        self.lookup(rel)?.ok_or_else(|| {
-            Error::invalid(format!(
-                "{} vanished while it was read (is the container still being written?)",
-                self.paths[0].join(rel).display()
-            ))
-        })
+        self.lookup(rel)?
+            .ok_or_else(|| vanished(&self.paths[0], rel))
     }
 
     /// `container diff` of this stack (top = the container's upper) against `lower` (the
@@ -189,57 +194,69 @@ impl Stack {
     /// everything under it (its old path is D by the rule before).
     pub fn diff(&self, lower: &Stack) -> Result<Vec<Change>> {
         let mut out = Vec::new();
-        let root = Path::new("");
-        self.hidden_children(lower, Some(&lower.root()?), root, &mut out)?;
-        self.diff_dir(lower, root, &mut out)?;
+        let (here, below) = (self.root()?, lower.root()?);
+        self.hidden_children(lower, Some(&below), &here, &mut out)?;
+        self.diff_dir(lower, &here, Some(&below), &mut out)?;
         out.sort();
         out.dedup();
         Ok(out)
     }
 
-    fn diff_dir(&self, lower: &Stack, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
-        for r in self.top_records(rel)? {
-            let (name, st) = match r {
-                // Its D comes from the directory's hidden children.
-                Recorded::Deleted(_) => continue,
-                Recorded::Entry(n, st) => (n, st),
+    /// The changes under directory `dir` of this stack; `below` is the image's entry at
+    /// the same path, if any (both walked down together, never looked up from the root).
+    fn diff_dir(
+        &self,
+        lower: &Stack,
+        dir: &Node,
+        below: Option<&Node>,
+        out: &mut Vec<Change>,
+    ) -> Result<()> {
+        for r in self.top_records(&dir.rel)? {
+            // A deletion's D comes from the directory's hidden children.
+            let Recorded::Entry(name, st) = r else {
+                continue;
             };
-            let p = rel.join(&name);
-            let below = lower.lookup(&p)?;
+            let p = dir.rel.join(&name);
+            let here = self
+                .child(dir, &name)?
+                .ok_or_else(|| vanished(&self.paths[0], &p))?;
+            let under = match below.filter(|b| is_dir(&b.st)) {
+                Some(b) => lower.child(b, &name)?,
+                None => None,
+            };
             // What the image had in a directory here and the container no longer shows:
             // whited out, or hidden without a whiteout per name (an opaque or renamed dir,
             // a dir inside one, a non-directory put in its place).
-            self.hidden_children(lower, below.as_ref(), &p, out)?;
+            self.hidden_children(lower, under.as_ref(), &here, out)?;
             if is_dir(&st) && self.top_markers(&p)?.1 {
                 // Renamed here: everything under it is new at this path.
                 out.push(change(&p, 'A'));
-                self.added_subtree(&self.must_lookup(&p)?, out)?;
+                self.added_subtree(&here, out)?;
                 continue;
             }
-            out.push(change(&p, if below.is_some() { 'C' } else { 'A' }));
+            out.push(change(&p, if under.is_some() { 'C' } else { 'A' }));
             if is_dir(&st) {
-                self.diff_dir(lower, &p, out)?;
+                self.diff_dir(lower, &here, under.as_ref(), out)?;
             }
         }
         Ok(())
     }
 
-    /// D for every child the image's directory `below` (at `rel`) had that this stack's
-    /// `rel` no longer shows.
+    /// D for every child the image's directory `below` had that `here` (this stack's entry
+    /// at the same path) no longer shows.
     fn hidden_children(
         &self,
         lower: &Stack,
         below: Option<&Node>,
-        rel: &Path,
+        here: &Node,
         out: &mut Vec<Change>,
     ) -> Result<()> {
         let Some(below) = below.filter(|b| is_dir(&b.st)) else {
             return Ok(());
         };
-        let here = self.must_lookup(rel)?;
         for c in lower.children(below)? {
             if self
-                .child(&here, c.rel.file_name().unwrap_or_default())?
+                .child(here, c.rel.file_name().unwrap_or_default())?
                 .is_none()
             {
                 out.push(change(&c.rel, 'D'));

@@ -82,9 +82,7 @@ pub struct Loaded {
 }
 
 /// Remove a file or tree, making our directories writable first if needed.
-pub fn remove_tree(p: &Path) -> std::io::Result<()> {
-    crate::sys::remove_tree(p)
-}
+pub use crate::sys::remove_tree;
 
 /// A digest the store recorded or was given (`sha256:<hex>`).
 pub(crate) fn digest(s: &str) -> Result<Digest> {
