@@ -31,5 +31,6 @@ pub mod format;
 pub mod fuse;
 pub mod mount;
 pub mod overlay;
+pub mod registry;
 pub mod store;
 pub mod sys;

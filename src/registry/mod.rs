@@ -1,0 +1,8 @@
+//! The registry client (OCI distribution-spec v1.1 / Docker registry v2): references,
+//! credentials, the layerfs config (mirrors, insecure registries), TLS material, auth, the
+//! HTTP transport, manifests, and the protocol calls. It knows nothing of layer dirs or of the
+//! store: it hands out byte streams and takes them; `transfer/` joins it to the store.
+
+pub mod error;
+
+pub use error::{Error, Result};
