@@ -185,9 +185,13 @@ impl Repo {
     }
 
     /// Upload a blob: `POST` for a session, one streamed (chunked) `PATCH` of everything
-    /// `data` yields, hashed on the way, then `PUT ?digest=`. The digest and size of what
-    /// was sent; if `want` is given, a different digest is an error before the `PUT`.
-    pub fn upload(&self, data: &mut dyn Read, want: Option<&Digest>) -> Result<(Digest, u64)> {
+    /// `data` yields, hashed on the way, then `PUT ?digest=`. `verify` sees the digest and
+    /// size of what was sent before the `PUT`; its error cancels the upload.
+    pub fn upload(
+        &self,
+        data: &mut dyn Read,
+        verify: &mut dyn FnMut(&Digest, u64) -> std::result::Result<(), String>,
+    ) -> Result<(Digest, u64)> {
         let scope = self.push_scope();
         let name = self.name();
         let start = Call::new("POST", format!("/v2/{}/blobs/uploads/", self.path), &scope)
@@ -203,13 +207,9 @@ impl Repo {
         let r = self.ep.send(&patch, Body::Stream(&mut h))?;
         let loc = location(&r).unwrap_or(loc);
         let (digest, size) = h.finish();
-        if let Some(w) = want
-            && *w != digest
-        {
+        if let Err(why) = verify(&digest, size) {
             let _ = self.ep.send(&Call::new("DELETE", self.ep.url(&loc), &scope), Body::Empty);
-            return Err(Error::corrupt(format!(
-                "upload to {name}: the data hashed to {digest}, not {w}"
-            )));
+            return Err(Error::corrupt(format!("upload of {digest} to {name}: {why}")));
         }
         let mut url = self.ep.url(&loc);
         url.push(if url.contains('?') { '&' } else { '?' });
@@ -228,7 +228,13 @@ impl Repo {
             return Ok(d);
         }
         let mut r = bytes;
-        self.upload(&mut r, Some(&d))?;
+        self.upload(&mut r, &mut |got, _| {
+            if *got == d {
+                Ok(())
+            } else {
+                Err(format!("the data hashed to {got}, not {d}"))
+            }
+        })?;
         Ok(d)
     }
 

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod error;
 pub mod manifest;
 pub mod reference;
+pub mod session;
 pub mod transport;
 
 pub use error::{Error, Result};
