@@ -5,11 +5,13 @@
 
 pub mod auth;
 pub mod client;
+pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod manifest;
 pub mod reference;
 pub mod session;
+pub mod tls;
 pub mod transport;
 
 pub use error::{Error, Result};
