@@ -33,5 +33,5 @@ pub mod mount;
 pub mod overlay;
 pub mod registry;
 pub mod store;
-pub mod transfer;
 pub mod sys;
+pub mod transfer;

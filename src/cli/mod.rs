@@ -11,6 +11,7 @@ pub mod container;
 pub mod image;
 pub mod mountcmd;
 mod progress;
+pub mod pull;
 
 use crate::store::Store;
 use crate::store::error::Error as StoreError;
@@ -23,6 +24,15 @@ pub enum CliError {
     /// From the store: kept whole, cause and all, until it is printed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A bad reference, option or config, or a registry that refused (login, search).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::Error),
+    /// A pull of the reference that failed, with the registry's or the store's reason.
+    #[error("pull {0}: {1}")]
+    Pull(String, crate::transfer::Error),
+    /// A push of the reference that failed.
+    #[error("push {0}: {1}")]
+    Push(String, crate::transfer::Error),
     /// A mount that did not start: what was mounted where, and mount/'s reason.
     #[error("{0}")]
     Mount(String),
@@ -159,6 +169,14 @@ fn run(mut args: Vec<OsString>) -> i32 {
         Some("-V") | Some("--version") | Some("version") => {
             println!("layerfs {}", env!("CARGO_PKG_VERSION"));
             0
+        }
+        Some("pull") => pull::pull_main(root, args[1..].to_vec()),
+        Some("push") => pull::push_main(root, args[1..].to_vec()),
+        Some("image") if args.get(1).is_some_and(|a| a == "pull") => {
+            pull::pull_main(root, args[2..].to_vec())
+        }
+        Some("image") if args.get(1).is_some_and(|a| a == "push") => {
+            pull::push_main(root, args[2..].to_vec())
         }
         Some("image") => image::main(root, args[1..].to_vec()),
         Some("images") => {

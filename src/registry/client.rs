@@ -6,7 +6,7 @@
 use super::auth::query_escape;
 use super::error::{Error, Result};
 use super::manifest::{self, Manifest};
-use super::transport::{self, Body, BlobReader, Call, Endpoint};
+use super::transport::{self, BlobReader, Body, Call, Endpoint};
 use crate::digest::{Digest, HashingReader};
 use std::io::Read;
 use std::sync::Arc;
@@ -63,10 +63,17 @@ impl Repo {
     pub fn manifest(&self, reference: &str) -> Result<Fetched> {
         let scope = self.pull_scope();
         let what = format!("manifest {}:{reference}", self.name());
-        let call = Call::new("GET", format!("/v2/{}/manifests/{reference}", self.path), &scope)
-            .header("accept", manifest::ACCEPT)
-            .what(what.clone());
-        let resp = self.ep.send(&call, Body::Empty).map_err(|e| not_found_says(e, &what))?;
+        let call = Call::new(
+            "GET",
+            format!("/v2/{}/manifests/{reference}", self.path),
+            &scope,
+        )
+        .header("accept", manifest::ACCEPT)
+        .what(what.clone());
+        let resp = self
+            .ep
+            .send(&call, Body::Empty)
+            .map_err(|e| not_found_says(e, &what))?;
         let ct = resp
             .headers()
             .get("content-type")
@@ -126,8 +133,17 @@ impl Repo {
             Ok(r) => Ok(r),
             Err(e) if e.status() == Some(404) && !urls.is_empty() => {
                 let mut last = e;
-                for u in urls.iter().filter(|u| u.starts_with("https://") || u.starts_with("http://")) {
-                    match BlobReader::open(self.ep.clone(), u.clone(), String::new(), what.clone(), size) {
+                for u in urls
+                    .iter()
+                    .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+                {
+                    match BlobReader::open(
+                        self.ep.clone(),
+                        u.clone(),
+                        String::new(),
+                        what.clone(),
+                        size,
+                    ) {
                         Ok(r) => return Ok(r),
                         Err(e) => last = e,
                     }
@@ -208,8 +224,12 @@ impl Repo {
         let loc = location(&r).unwrap_or(loc);
         let (digest, size) = h.finish();
         if let Err(why) = verify(&digest, size) {
-            let _ = self.ep.send(&Call::new("DELETE", self.ep.url(&loc), &scope), Body::Empty);
-            return Err(Error::corrupt(format!("upload of {digest} to {name}: {why}")));
+            let _ = self
+                .ep
+                .send(&Call::new("DELETE", self.ep.url(&loc), &scope), Body::Empty);
+            return Err(Error::corrupt(format!(
+                "upload of {digest} to {name}: {why}"
+            )));
         }
         let mut url = self.ep.url(&loc);
         url.push(if url.contains('?') { '&' } else { '?' });
@@ -241,9 +261,13 @@ impl Repo {
     /// `PUT /v2/NAME/manifests/REF`; the digest of what was put.
     pub fn put_manifest(&self, reference: &str, media_type: &str, bytes: &[u8]) -> Result<Digest> {
         let scope = self.push_scope();
-        let call = Call::new("PUT", format!("/v2/{}/manifests/{reference}", self.path), &scope)
-            .header("content-type", media_type)
-            .what(format!("put manifest {}:{reference}", self.name()));
+        let call = Call::new(
+            "PUT",
+            format!("/v2/{}/manifests/{reference}", self.path),
+            &scope,
+        )
+        .header("content-type", media_type)
+        .what(format!("put manifest {}:{reference}", self.name()));
         self.ep.send(&call, Body::Bytes(bytes))?;
         Ok(Digest::of(bytes))
     }
@@ -255,7 +279,11 @@ impl Repo {
         let what = format!("tags of {}", self.name());
         let mut out = Vec::new();
         paginate(&self.ep, &first, &scope, &what, |v| {
-            let tags = v.get("tags").and_then(|t| t.as_array()).cloned().unwrap_or_default();
+            let tags = v
+                .get("tags")
+                .and_then(|t| t.as_array())
+                .cloned()
+                .unwrap_or_default();
             out.extend(tags.iter().filter_map(|t| t.as_str().map(str::to_string)));
         })
         .map_err(|e| not_found_says(e, &what))?;
@@ -267,14 +295,20 @@ impl Repo {
 pub fn catalog(ep: &Arc<Endpoint>, limit: usize) -> Result<Vec<String>> {
     let what = format!("catalog of {}", ep.name);
     let mut out = Vec::new();
-    paginate(ep, "/v2/_catalog?n=1000", "registry:catalog:*", &what, |v| {
-        let repos = v
-            .get("repositories")
-            .and_then(|t| t.as_array())
-            .cloned()
-            .unwrap_or_default();
-        out.extend(repos.iter().filter_map(|t| t.as_str().map(str::to_string)));
-    })?;
+    paginate(
+        ep,
+        "/v2/_catalog?n=1000",
+        "registry:catalog:*",
+        &what,
+        |v| {
+            let repos = v
+                .get("repositories")
+                .and_then(|t| t.as_array())
+                .cloned()
+                .unwrap_or_default();
+            out.extend(repos.iter().filter_map(|t| t.as_str().map(str::to_string)));
+        },
+    )?;
     out.truncate(limit);
     Ok(out)
 }
@@ -313,9 +347,12 @@ fn paginate(
 fn next_link(h: &str) -> Option<String> {
     h.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
-        params
-            .contains("rel=\"next\"")
-            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+        params.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
     })
 }
 
@@ -336,7 +373,11 @@ fn not_found_says(e: Error, what: &str) -> Error {
         Error::Status {
             what: format!("{what}: not found: the repository does not exist or may require login"),
             status: 404,
-            detail: detail.trim().trim_start_matches('(').trim_end_matches(')').to_string(),
+            detail: detail
+                .trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .to_string(),
         }
     } else {
         e

@@ -48,7 +48,11 @@ pub struct Platform {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(default, rename = "os.version", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "os.version",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
 }
 
@@ -86,7 +90,7 @@ pub struct Index {
 /// A manifest as fetched.
 #[derive(Debug, Clone)]
 pub enum Manifest {
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     Index(Index),
 }
 
@@ -114,9 +118,9 @@ pub fn parse(content_type: Option<&str>, body: &[u8], what: &str) -> Result<Mani
     let bad = |e: serde_json::Error| Error::corrupt(format!("{what}: a bad {mt} ({e})"));
     match mt.as_str() {
         OCI_INDEX | DOCKER_LIST => Ok(Manifest::Index(serde_json::from_value(v).map_err(bad)?)),
-        OCI_MANIFEST | DOCKER_MANIFEST => {
-            Ok(Manifest::Image(serde_json::from_value(v).map_err(bad)?))
-        }
+        OCI_MANIFEST | DOCKER_MANIFEST => Ok(Manifest::Image(Box::new(
+            serde_json::from_value(v).map_err(bad)?,
+        ))),
         DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => Err(Error::invalid(format!(
             "{what}: a Docker schema 1 manifest: that format is deprecated and not supported; \
              push the image again with a current client (schema 2 or OCI)"
@@ -268,7 +272,8 @@ mod tests {
                 desc("linux", "arm", Some("v7"), 4),
             ],
         };
-        let pick = |s: &str| select(&idx, &parse_platform(s).unwrap(), "x").map(|d| d.digest.clone());
+        let pick =
+            |s: &str| select(&idx, &parse_platform(s).unwrap(), "x").map(|d| d.digest.clone());
         assert_eq!(pick("linux/amd64").unwrap(), Digest::of(&[1]));
         assert_eq!(pick("linux/x86_64").unwrap(), Digest::of(&[1]));
         assert_eq!(pick("linux/arm64").unwrap(), Digest::of(&[2]));
@@ -290,14 +295,22 @@ mod tests {
         let m = format!(
             r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"{DOCKER_CONFIG}","digest":"{d}","size":1}},"layers":[]}}"#
         );
-        assert!(matches!(parse(None, m.as_bytes(), "m").unwrap(), Manifest::Image(_)));
+        assert!(matches!(
+            parse(None, m.as_bytes(), "m").unwrap(),
+            Manifest::Image(_)
+        ));
         // No mediaType in the body (allowed by OCI): the header says.
         let m = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{d}","size":1}}]}}"#
         );
-        assert!(matches!(parse(Some(OCI_INDEX), m.as_bytes(), "m").unwrap(), Manifest::Index(_)));
+        assert!(matches!(
+            parse(Some(OCI_INDEX), m.as_bytes(), "m").unwrap(),
+            Manifest::Index(_)
+        ));
         let s1 = br#"{"schemaVersion":1,"name":"a","fsLayers":[]}"#;
-        let e = parse(Some("application/json"), s1, "m").unwrap_err().to_string();
+        let e = parse(Some("application/json"), s1, "m")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("schema 1"), "{e}");
         assert!(parse(None, b"{", "m").is_err());
     }

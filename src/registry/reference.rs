@@ -46,7 +46,9 @@ impl Reference {
         }
         let (domain, path) = split_domain(name);
         if !valid_domain(&domain) {
-            return Err(bad(format!("registry host {domain:?} is not a host[:port]")));
+            return Err(bad(format!(
+                "registry host {domain:?} is not a host[:port]"
+            )));
         }
         if path.is_empty() || !path.split('/').all(valid_component) {
             let why = if path.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -60,7 +62,9 @@ impl Reference {
             return Err(bad(why));
         }
         if domain.len() + 1 + path.len() > 255 {
-            return Err(bad("repository name must not be longer than 255 characters".into()));
+            return Err(bad(
+                "repository name must not be longer than 255 characters".into(),
+            ));
         }
         Ok(Reference {
             domain,
@@ -259,7 +263,8 @@ fn valid_domain(d: &str) -> bool {
         }
     };
     host_ok
-        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Dot-separated labels of letters, digits and inner `-`.
@@ -292,7 +297,10 @@ mod tests {
         assert_eq!(p("user/app:v1").full_name(), "docker.io/user/app");
         assert_eq!(p("user/app:v1").familiar_name(), "user/app");
         assert_eq!(p("docker.io/library/alpine:3.19").familiar_name(), "alpine");
-        assert_eq!(p("index.docker.io/library/alpine").familiar_name(), "alpine");
+        assert_eq!(
+            p("index.docker.io/library/alpine").familiar_name(),
+            "alpine"
+        );
         assert_eq!(p("docker.io/alpine").path, "library/alpine");
     }
 

@@ -89,7 +89,12 @@ impl Session {
 
     /// Connect to a source (or reuse the connection), with its stored credentials.
     pub fn connect(&self, src: &Source) -> Result<Arc<Endpoint>> {
-        if let Some(ep) = self.endpoints.lock().ok().and_then(|g| g.get(&src.address).cloned()) {
+        if let Some(ep) = self
+            .endpoints
+            .lock()
+            .ok()
+            .and_then(|g| g.get(&src.address).cloned())
+        {
             return Ok(ep);
         }
         let cred = self

@@ -5,7 +5,10 @@ pub struct TlsMaterial {
     pub client: Option<ureq::tls::ClientCert>,
 }
 pub fn material_for(_host: &str) -> Result<TlsMaterial> {
-    Ok(TlsMaterial { cas: vec![], client: None })
+    Ok(TlsMaterial {
+        cas: vec![],
+        client: None,
+    })
 }
 pub fn system_roots() -> Vec<ureq::tls::Certificate<'static>> {
     vec![]

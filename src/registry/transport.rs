@@ -174,12 +174,12 @@ impl Endpoint {
     pub fn send(&self, call: &Call<'_>, mut body: Body<'_>) -> Result<Response<ureq::Body>> {
         let url = self.url(&call.url);
         for attempt in 0..2 {
-            let authz = self.auth.header(call.scope, &|u, b| self.fetch_token(u, b))?;
+            let authz = self
+                .auth
+                .header(call.scope, &|u, b| self.fetch_token(u, b))?;
             let replayable = !matches!(body, Body::Stream(_));
             let resp = self.retrying(&call.what, replayable, || {
-                let mut rb = ureq::http::Request::builder()
-                    .method(call.method)
-                    .uri(&url);
+                let mut rb = ureq::http::Request::builder().method(call.method).uri(&url);
                 for (k, v) in &call.headers {
                     rb = rb.header(*k, v);
                 }
@@ -420,7 +420,13 @@ pub struct BlobReader {
 }
 
 impl BlobReader {
-    pub fn open(ep: Arc<Endpoint>, url: String, scope: String, what: String, size: u64) -> Result<BlobReader> {
+    pub fn open(
+        ep: Arc<Endpoint>,
+        url: String,
+        scope: String,
+        what: String,
+        size: u64,
+    ) -> Result<BlobReader> {
         let mut r = BlobReader {
             ep,
             url,
@@ -445,9 +451,11 @@ impl BlobReader {
         let mut body = resp.into_body().into_reader();
         if from > 0 && status == 200 {
             // The server ignored the range: skip what we have.
-            io::copy(&mut (&mut body).take(from), &mut io::sink()).map_err(|e| Error::Transport {
-                what: self.what.clone(),
-                cause: e.to_string(),
+            io::copy(&mut (&mut body).take(from), &mut io::sink()).map_err(|e| {
+                Error::Transport {
+                    what: self.what.clone(),
+                    cause: e.to_string(),
+                }
             })?;
         }
         Ok(body)
@@ -461,11 +469,7 @@ impl BlobReader {
             )));
         }
         self.resumes += 1;
-        log::info!(
-            "{}: resuming at byte {} ({why})",
-            self.what,
-            self.got
-        );
+        log::info!("{}: resuming at byte {} ({why})", self.what, self.got);
         self.body = Some(self.request(self.got).map_err(io::Error::other)?);
         Ok(())
     }

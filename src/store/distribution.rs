@@ -75,7 +75,9 @@ impl Store {
     pub fn blobs_of(&self, diff_id: &Digest) -> Result<Vec<V2Metadata>> {
         let p = self.dist_path("v2metadata-by-diffid", diff_id);
         match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::json(p.display().to_string(), e)),
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|e| Error::json(p.display().to_string(), e))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(Error::io("reading", &p, e)),
         }

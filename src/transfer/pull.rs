@@ -51,11 +51,10 @@ pub struct Pulled {
 
 /// The tags of a repository (for `--all-tags`), sorted.
 pub fn tags(session: &Session, r: &Reference) -> Result<Vec<String>> {
-    try_sources(session, r, |repo| Ok(repo.tags()?))
-        .map(|mut t| {
-            t.sort();
-            t
-        })
+    try_sources(session, r, |repo| Ok(repo.tags()?)).map(|mut t| {
+        t.sort();
+        t
+    })
 }
 
 /// Pull one reference into the store.
@@ -155,14 +154,17 @@ fn pull_from(store: &Store, repo: &Repo, r: &Reference, opts: &PullOptions) -> R
 /// The image manifest: the fetched one, or the platform's entry of an index.
 fn image_manifest(repo: &Repo, top: &Fetched, opts: &PullOptions) -> Result<ImageManifest> {
     match &top.manifest {
-        Manifest::Image(m) => Ok(m.clone()),
+        Manifest::Image(m) => Ok((**m).clone()),
         Manifest::Index(idx) => {
-            let want = opts.platform.clone().unwrap_or_else(manifest::host_platform);
+            let want = opts
+                .platform
+                .clone()
+                .unwrap_or_else(manifest::host_platform);
             let what = format!("{}/{}@{}", repo.ep.name, repo.path, top.digest);
             let d = manifest::select(idx, &want, &what)?;
             let f = repo.manifest(&d.digest.to_string())?;
             match f.manifest {
-                Manifest::Image(m) => Ok(m),
+                Manifest::Image(m) => Ok(*m),
                 Manifest::Index(_) => Err(Error::Registry(crate::registry::Error::corrupt(
                     format!("{what}: the entry for {want} is an index again, not an image"),
                 ))),
@@ -179,7 +181,11 @@ fn check_types(m: &ImageManifest, r: &Reference) -> Result<()> {
             "{r} is not a container image: its config is of type {ct:?}"
         ))));
     }
-    if let Some(l) = m.layers.iter().find(|l| !manifest::is_layer_type(&l.media_type)) {
+    if let Some(l) = m
+        .layers
+        .iter()
+        .find(|l| !manifest::is_layer_type(&l.media_type))
+    {
         return Err(Error::Registry(crate::registry::Error::invalid(format!(
             "{r}: layer {} has media type {:?}, which is not a layer layerfs can unpack",
             l.digest, l.media_type
@@ -196,9 +202,10 @@ struct RegistryBlobs {
 
 impl Blobs for RegistryBlobs {
     fn open(&self, name: &str) -> crate::store::error::Result<Box<dyn Read + Send>> {
-        let d = self.layers.get(name).ok_or_else(|| {
-            crate::store::error::Error::not_found("layer blob", name.to_string())
-        })?;
+        let d = self
+            .layers
+            .get(name)
+            .ok_or_else(|| crate::store::error::Error::not_found("layer blob", name.to_string()))?;
         let r = self
             .repo
             .blob(&d.digest, d.size, &d.urls)

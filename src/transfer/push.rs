@@ -66,32 +66,53 @@ pub fn push(
     let local = format!("{}:{tag}", r.familiar_name());
     let repos = Repositories::load(&store.layout)?;
     let id = repos.get(&Ref::parse(&local)?).ok_or_else(|| {
-        crate::store::error::Error::not_found("image", format!("{local} (tag it first: layerfs tag IMAGE {local})"))
+        crate::store::error::Error::not_found(
+            "image",
+            format!("{local} (tag it first: layerfs tag IMAGE {local})"),
+        )
     })?;
     let config = store.config_bytes(&id)?;
     let diff_ids = images::diff_ids(&images::parse_config(&config)?)?;
     let chains = chain_ids(&diff_ids);
     let repo = Repo::new(session.endpoint(&r.domain)?, &r.path);
-    let (layer_type, config_type, manifest_type) = match compression {
-        Compression::Gzip => (
-            manifest::DOCKER_LAYER_GZIP,
-            manifest::DOCKER_CONFIG,
-            manifest::DOCKER_MANIFEST,
-        ),
-        Compression::Zstd => (
-            manifest::OCI_LAYER_ZSTD,
-            manifest::OCI_CONFIG,
-            manifest::OCI_MANIFEST,
-        ),
+    let layer_type = match compression {
+        Compression::Gzip => manifest::DOCKER_LAYER_GZIP,
+        Compression::Zstd => manifest::OCI_LAYER_ZSTD,
     };
     for d in &diff_ids {
         report.layer(&short(d), &PushEvent::Preparing);
     }
     let layers = parallel(diff_ids.len(), 3, |i| {
         let ctx = |e: Error| context(e, &format!("layer {}", diff_ids[i]));
-        push_layer(store, &repo, r, &diff_ids[i], &chains[i], compression, layer_type, report)
-            .map_err(ctx)
+        push_layer(
+            store,
+            &repo,
+            r,
+            &diff_ids[i],
+            &chains[i],
+            compression,
+            layer_type,
+            report,
+        )
+        .map_err(ctx)
     })?;
+    // Docker's manifest holds gzip layers only: anything else (a zstd upload, a reused
+    // zstd or plain blob) makes it an OCI manifest, every layer typed the OCI way.
+    let all_gzip = layers
+        .iter()
+        .all(|l| layer_kind(&l.media_type) == Kind::Gzip);
+    let (config_type, manifest_type) = if all_gzip {
+        (manifest::DOCKER_CONFIG, manifest::DOCKER_MANIFEST)
+    } else {
+        (manifest::OCI_CONFIG, manifest::OCI_MANIFEST)
+    };
+    let layers: Vec<Descriptor> = layers
+        .into_iter()
+        .map(|mut l| {
+            l.media_type = typed(layer_kind(&l.media_type), all_gzip).into();
+            l
+        })
+        .collect();
     let cfg_digest = repo.upload_bytes(&config)?;
     let m = ImageManifest {
         schema_version: 2,
@@ -120,6 +141,34 @@ pub fn push(
         digest,
         size: bytes.len(),
     })
+}
+
+/// How a layer blob is compressed, from its media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gzip,
+    Zstd,
+    Plain,
+}
+
+fn layer_kind(mt: &str) -> Kind {
+    if mt.ends_with("zstd") {
+        Kind::Zstd
+    } else if mt.ends_with("gzip") {
+        Kind::Gzip
+    } else {
+        Kind::Plain
+    }
+}
+
+/// The media type of a layer of that kind in a Docker (`docker`) or OCI manifest.
+fn typed(k: Kind, docker: bool) -> &'static str {
+    match (k, docker) {
+        (Kind::Gzip, true) => manifest::DOCKER_LAYER_GZIP,
+        (Kind::Gzip, false) => manifest::OCI_LAYER_GZIP,
+        (Kind::Zstd, _) => manifest::OCI_LAYER_ZSTD,
+        (Kind::Plain, _) => manifest::OCI_LAYER,
+    }
 }
 
 fn short(d: &Digest) -> String {
@@ -158,8 +207,13 @@ fn push_layer(
         annotations: None,
     };
     for k in &known {
-        let mt = k.media_type.clone().unwrap_or(manifest::DOCKER_LAYER_GZIP.into());
-        if k.source_repository == here || known_elsewhere_in(&k.source_repository, &r.domain).is_none() {
+        let mt = k
+            .media_type
+            .clone()
+            .unwrap_or(manifest::DOCKER_LAYER_GZIP.into());
+        if k.source_repository == here
+            || known_elsewhere_in(&k.source_repository, &r.domain).is_none()
+        {
             if let Some(size) = repo.blob_exists(&k.digest)? {
                 report.layer(&key, &PushEvent::Exists);
                 return Ok(desc(k.digest.clone(), size, &mt));
