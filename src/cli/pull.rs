@@ -84,14 +84,51 @@ fn run_pull(root: Option<PathBuf>, c: PullCli) -> CliResult {
     pull_and_print(&store, &session, &r, &opts, c.quiet, c.all_tags)
 }
 
-/// Pull `r` (or all its tags) and print docker's lines. Also used by `--pull`.
-pub fn pull_and_print(
+/// Where pull lines go: stdout for `pull`, stderr when another verb pulls first (its own
+/// output stays alone on stdout).
+#[derive(Clone, Copy)]
+pub struct Out {
+    stderr: bool,
+}
+
+impl Out {
+    fn say(&self, s: &str) {
+        if self.stderr {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+        }
+    }
+}
+
+/// Pull `r` (or all its tags) and print docker's lines.
+fn pull_and_print(
     store: &Store,
     session: &Session,
     r: &Reference,
     opts: &PullOptions,
     quiet: bool,
     all_tags: bool,
+) -> CliResult {
+    pull_printing(
+        store,
+        session,
+        r,
+        opts,
+        quiet,
+        all_tags,
+        Out { stderr: false },
+    )
+}
+
+fn pull_printing(
+    store: &Store,
+    session: &Session,
+    r: &Reference,
+    opts: &PullOptions,
+    quiet: bool,
+    all_tags: bool,
+    out: Out,
 ) -> CliResult {
     let what = |e: crate::transfer::Error| CliError::Pull(r.to_string(), e);
     let refs: Vec<Reference> = if all_tags {
@@ -102,7 +139,7 @@ pub fn pull_and_print(
             .collect()
     } else {
         if r.tag.is_none() && r.digest.is_none() && !quiet {
-            println!("Using default tag: latest");
+            out.say("Using default tag: latest");
         }
         vec![r.clone()]
     };
@@ -116,7 +153,7 @@ pub fn pull_and_print(
                 .map(|d| d.to_string())
                 .or(one.tag_or_default().map(str::to_string))
                 .unwrap_or_default();
-            println!("{at}: Pulling from {}", one.path);
+            out.say(&format!("{at}: Pulling from {}", one.path));
         }
         let p = pull::pull(store, session, one, opts)
             .map_err(|e| CliError::Pull(one.to_string(), e))?;
@@ -124,7 +161,7 @@ pub fn pull_and_print(
             eprintln!("layerfs: warning: {w}");
         }
         if !quiet {
-            println!("Digest: {}", p.digest);
+            out.say(&format!("Digest: {}", p.digest));
         }
         newer |= !p.up_to_date;
         last = Some(p);
@@ -136,17 +173,54 @@ pub fn pull_and_print(
     };
     if !quiet {
         if newer {
-            println!("Status: Downloaded newer image for {shown}");
+            out.say(&format!("Status: Downloaded newer image for {shown}"));
         } else {
-            println!("Status: Image is up to date for {shown}");
+            out.say(&format!("Status: Image is up to date for {shown}"));
         }
     }
     match (&last, all_tags) {
-        (_, true) => println!("{}", r.full_name()),
-        (Some(p), false) => println!("{}", with_default_tag(&p.reference)),
+        (_, true) => out.say(&r.full_name()),
+        (Some(p), false) => out.say(&with_default_tag(&p.reference)),
         (None, false) => {}
     }
     Ok(())
+}
+
+/// `--pull` of `image mount` and `container create`, as `docker run` has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Pull when the store does not have the image
+    Missing,
+    /// Pull every time (the registry may have a newer image under the tag)
+    Always,
+    /// Never pull
+    Never,
+}
+
+/// Pull `image` first if the policy says so; the lines go to stderr.
+pub fn ensure_image(root: Option<PathBuf>, image: &str, policy: PullPolicy) -> CliResult {
+    if policy == PullPolicy::Never {
+        return Ok(());
+    }
+    let store = Store::open(root)?.reporting_to(Arc::new(PullLines::new(Out { stderr: true })));
+    if policy == PullPolicy::Missing {
+        let repos = crate::store::images::Repositories::load(&store.layout)?;
+        if store.resolve(image, &repos).is_ok() {
+            return Ok(());
+        }
+        eprintln!("Unable to find image '{image}' locally");
+    }
+    let r = Reference::parse(image)?;
+    let session = Session::discover(None)?;
+    pull_printing(
+        &store,
+        &session,
+        &r,
+        &PullOptions::default(),
+        false,
+        false,
+        Out { stderr: true },
+    )
 }
 
 /// `busybox:latest`, `127.0.0.1:5000/a:v1`, `a@sha256:..` (docker's FamiliarString).
@@ -176,7 +250,7 @@ fn open_store_with(root: Option<PathBuf>, quiet: bool) -> Result<Store, CliError
     let p: Arc<dyn Progress> = if quiet {
         Arc::new(Silent)
     } else {
-        Arc::new(PullLines::new())
+        Arc::new(PullLines::new(Out { stderr: false }))
     };
     Ok(Store::open(root)?.reporting_to(p))
 }
@@ -226,13 +300,28 @@ impl PushReport for PushLines {
 struct PullLines {
     bars: Option<MultiProgress>,
     layers: Mutex<HashMap<String, ProgressBar>>,
+    out: Out,
 }
 
 impl PullLines {
-    fn new() -> PullLines {
+    fn new(out: Out) -> PullLines {
+        let tty = if out.stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
+        let bars = tty.then(|| {
+            let target = if out.stderr {
+                indicatif::ProgressDrawTarget::stderr()
+            } else {
+                indicatif::ProgressDrawTarget::stdout()
+            };
+            MultiProgress::with_draw_target(target)
+        });
         PullLines {
-            bars: std::io::stdout().is_terminal().then(MultiProgress::new),
+            bars,
             layers: Mutex::new(HashMap::new()),
+            out,
         }
     }
 
@@ -242,7 +331,7 @@ impl PullLines {
             Some(m) => {
                 let _ = m.println(format!("{short}: {status}"));
             }
-            None => println!("{short}: {status}"),
+            None => self.out.say(&format!("{short}: {status}")),
         }
     }
 }

@@ -62,7 +62,12 @@ impl Repo {
     /// `GET /v2/NAME/manifests/REF`; a digest reference is checked against the bytes.
     pub fn manifest(&self, reference: &str) -> Result<Fetched> {
         let scope = self.pull_scope();
-        let what = format!("manifest {}:{reference}", self.name());
+        let sep = if reference.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
+        let what = format!("manifest {}{sep}{reference}", self.name());
         let call = Call::new(
             "GET",
             format!("/v2/{}/manifests/{reference}", self.path),

@@ -357,6 +357,10 @@ fn transport_error(what: &str, registry: &str, e: ureq::Error) -> Error {
         ureq::Error::Io(io) if io.to_string().contains("certificate") => {
             format!("TLS: {io}")
         }
+        ureq::Error::Io(io) if io.to_string().contains("lookup address") => {
+            format!("host not found: {io}")
+        }
+        ureq::Error::Io(io) => io.to_string(),
         other => other.to_string(),
     };
     Error::Transport {
