@@ -3,6 +3,7 @@
 //! HTTP transport, manifests, and the protocol calls. It knows nothing of layer dirs or of the
 //! store: it hands out byte streams and takes them; `transfer/` joins it to the store.
 
+pub mod config;
 pub mod credentials;
 pub mod error;
 
