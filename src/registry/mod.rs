@@ -6,5 +6,6 @@
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod tls;
 
 pub use error::{Error, Result};
