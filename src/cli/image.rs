@@ -161,6 +161,13 @@ pub(super) fn json_format(f: &Option<String>) -> Result<bool, CliError> {
     }
 }
 
+/// Whether `image VERB` exists (the top-level aliases are checked against it).
+#[cfg(test)]
+pub(super) fn has_verb(verb: &str) -> bool {
+    use clap::CommandFactory;
+    Cli::command().find_subcommand(verb).is_some()
+}
+
 pub fn main(root: Option<PathBuf>, args: Vec<OsString>) -> i32 {
     super::parse_and_run::<Cli>("layerfs image", args, |cli| run(root, cli.cmd))
 }
