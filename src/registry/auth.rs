@@ -106,9 +106,21 @@ pub struct Auth {
     fetched: std::sync::atomic::AtomicUsize,
 }
 
-/// Fetches a token: `GET realm?service=..&scope=..` with optional Basic credentials;
-/// returns the JSON body. The transport supplies it (auth knows no HTTP client).
-pub type TokenFetch<'a> = dyn Fn(&str, Option<&str>) -> Result<Vec<u8>> + 'a;
+/// How a token is asked for.
+pub enum TokenRequest<'a> {
+    /// `GET realm?service=..&scope=..`, with Basic credentials when there are some.
+    Get {
+        url: &'a str,
+        basic: Option<&'a str>,
+    },
+    /// OAuth2 with a refresh token (an `identitytoken` from `docker login`): `POST realm`
+    /// with a form body.
+    Refresh { realm: &'a str, form: &'a str },
+}
+
+/// Fetches a token and returns the JSON body. The transport supplies it (auth knows no
+/// HTTP client).
+pub type TokenFetch<'a> = dyn Fn(TokenRequest<'_>) -> Result<Vec<u8>> + 'a;
 
 impl Auth {
     pub fn new(cred: Option<Credential>) -> Auth {
@@ -178,8 +190,29 @@ impl Auth {
             url.push_str(&format!("{sep}scope={}", query_escape(s)));
             sep = '&';
         }
-        let basic = self.cred.as_ref().map(basic_header);
-        let body = fetch(&url, basic.as_deref())?;
+        let refresh = self.cred.as_ref().and_then(|c| c.identity_token.as_deref());
+        let body = match refresh {
+            Some(rt) => {
+                let mut form = format!(
+                    "grant_type=refresh_token&client_id=layerfs&refresh_token={}",
+                    query_escape(rt)
+                );
+                if let Some(s) = service {
+                    form.push_str(&format!("&service={}", query_escape(s)));
+                }
+                if !scope.is_empty() {
+                    form.push_str(&format!("&scope={}", query_escape(scope)));
+                }
+                fetch(TokenRequest::Refresh { realm, form: &form })?
+            }
+            None => {
+                let basic = self.cred.as_ref().map(basic_header);
+                fetch(TokenRequest::Get {
+                    url: &url,
+                    basic: basic.as_deref(),
+                })?
+            }
+        };
         let (value, ttl) = parse_token(&body)
             .map_err(|why| Error::Unauthorized(format!("token server {realm}: {why}")))?;
         self.fetched
@@ -284,14 +317,17 @@ mod tests {
             password: "pw".into(),
             identity_token: None,
         }));
-        assert_eq!(auth.header("s", &|_, _| unreachable!()).unwrap(), None);
+        assert_eq!(auth.header("s", &|_| unreachable!()).unwrap(), None);
         auth.challenged(Challenge::Bearer {
             realm: "http://t/token".into(),
             service: Some("reg".into()),
             scope: None,
         });
         let urls = RefCell::new(Vec::new());
-        let fetch = |u: &str, b: Option<&str>| {
+        let fetch = |req: TokenRequest<'_>| {
+            let TokenRequest::Get { url: u, basic: b } = req else {
+                panic!("a GET was expected")
+            };
             assert!(b.is_some_and(|b| b.starts_with("Basic ")));
             urls.borrow_mut().push(u.to_string());
             Ok(br#"{"token":"T1","expires_in":300}"#.to_vec())

@@ -4,7 +4,7 @@
 //! transient failures, the registry's error bodies turned into messages, and blob bodies
 //! that resume with `Range` when a connection drops.
 
-use super::auth::{self, Auth};
+use super::auth::{self, Auth, TokenRequest};
 use super::credentials::Credential;
 use super::error::{Error, Result};
 use std::io::{self, Read};
@@ -174,9 +174,7 @@ impl Endpoint {
     pub fn send(&self, call: &Call<'_>, mut body: Body<'_>) -> Result<Response<ureq::Body>> {
         let url = self.url(&call.url);
         for attempt in 0..2 {
-            let authz = self
-                .auth
-                .header(call.scope, &|u, b| self.fetch_token(u, b))?;
+            let authz = self.auth.header(call.scope, &|req| self.fetch_token(req))?;
             let replayable = !matches!(body, Body::Stream(_));
             let resp = self.retrying(&call.what, replayable, || {
                 let mut rb = ureq::http::Request::builder().method(call.method).uri(&url);
@@ -228,15 +226,25 @@ impl Endpoint {
         }
     }
 
-    fn fetch_token(&self, url: &str, basic: Option<&str>) -> Result<Vec<u8>> {
-        let realm = url.split('?').next().unwrap_or(url).to_string();
+    fn fetch_token(&self, req: TokenRequest<'_>) -> Result<Vec<u8>> {
+        let realm = match &req {
+            TokenRequest::Get { url, .. } => url.split('?').next().unwrap_or(url),
+            TokenRequest::Refresh { realm, .. } => realm,
+        };
         let what = format!("token from {realm}");
-        let resp = self.retrying(&what, true, || {
-            let mut r = self.agent.get(url);
-            if let Some(b) = basic {
-                r = r.header("authorization", b);
+        let resp = self.retrying(&what, true, || match &req {
+            TokenRequest::Get { url, basic } => {
+                let mut r = self.agent.get(*url);
+                if let Some(b) = basic {
+                    r = r.header("authorization", *b);
+                }
+                r.call()
             }
-            r.call()
+            TokenRequest::Refresh { realm, form } => self
+                .agent
+                .post(*realm)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .send(form.as_bytes()),
         })?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
@@ -357,6 +365,10 @@ fn transport_error(what: &str, registry: &str, e: ureq::Error) -> Error {
         ureq::Error::Io(io) if io.to_string().contains("certificate") => {
             format!("TLS: {io}")
         }
+        ureq::Error::Io(io) if io.to_string().contains("InvalidContentType") => format!(
+            "TLS: the server does not speak TLS ({io}); a plain-HTTP registry needs \
+             --tls-verify=false or an insecure-registries entry"
+        ),
         ureq::Error::Io(io) if io.to_string().contains("lookup address") => {
             format!("host not found: {io}")
         }
