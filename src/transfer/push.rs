@@ -96,37 +96,8 @@ pub fn push(
         )
         .map_err(ctx)
     })?;
-    // Docker's manifest holds gzip layers only: anything else (a zstd upload, a reused
-    // zstd or plain blob) makes it an OCI manifest, every layer typed the OCI way.
-    let all_gzip = layers
-        .iter()
-        .all(|l| layer_kind(&l.media_type) == Kind::Gzip);
-    let (config_type, manifest_type) = if all_gzip {
-        (manifest::DOCKER_CONFIG, manifest::DOCKER_MANIFEST)
-    } else {
-        (manifest::OCI_CONFIG, manifest::OCI_MANIFEST)
-    };
-    let layers: Vec<Descriptor> = layers
-        .into_iter()
-        .map(|mut l| {
-            l.media_type = typed(layer_kind(&l.media_type), all_gzip).into();
-            l
-        })
-        .collect();
     let cfg_digest = repo.upload_bytes(&config)?;
-    let m = ImageManifest {
-        schema_version: 2,
-        media_type: Some(manifest_type.into()),
-        config: Descriptor {
-            media_type: config_type.into(),
-            digest: cfg_digest,
-            size: config.len() as u64,
-            urls: vec![],
-            platform: None,
-            annotations: None,
-        },
-        layers,
-    };
+    let (m, manifest_type) = manifest_of(layers, cfg_digest, config.len() as u64);
     let bytes = serde_json::to_vec_pretty(&m)
         .map_err(|e| crate::store::error::Error::json("the manifest", e))?;
     let digest = repo.put_manifest(&tag, manifest_type, &bytes)?;
@@ -141,6 +112,45 @@ pub fn push(
         digest,
         size: bytes.len(),
     })
+}
+
+/// The manifest of the pushed layers and config, and its media type. Docker's manifest
+/// holds gzip layers only: anything else (a zstd upload, a reused zstd or plain blob) makes
+/// it an OCI manifest, every layer typed the OCI way.
+fn manifest_of(
+    layers: Vec<Descriptor>,
+    config: Digest,
+    config_size: u64,
+) -> (ImageManifest, &'static str) {
+    let all_gzip = layers
+        .iter()
+        .all(|l| layer_kind(&l.media_type) == Kind::Gzip);
+    let (config_type, manifest_type) = if all_gzip {
+        (manifest::DOCKER_CONFIG, manifest::DOCKER_MANIFEST)
+    } else {
+        (manifest::OCI_CONFIG, manifest::OCI_MANIFEST)
+    };
+    let layers = layers
+        .into_iter()
+        .map(|mut l| {
+            l.media_type = typed(layer_kind(&l.media_type), all_gzip).into();
+            l
+        })
+        .collect();
+    let m = ImageManifest {
+        schema_version: 2,
+        media_type: Some(manifest_type.into()),
+        config: Descriptor {
+            media_type: config_type.into(),
+            digest: config,
+            size: config_size,
+            urls: vec![],
+            platform: None,
+            annotations: None,
+        },
+        layers,
+    };
+    (m, manifest_type)
 }
 
 /// How a layer blob is compressed, from its media type.
