@@ -334,3 +334,69 @@ fn parallel<T: Send>(
         .map(|r| r.unwrap_or_else(|| Err(Error::Sources("a push worker failed".into()))))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(mt: &str, n: u8) -> Descriptor {
+        Descriptor {
+            media_type: mt.into(),
+            digest: Digest::of(&[n]),
+            size: 1,
+            urls: vec![],
+            platform: None,
+            annotations: None,
+        }
+    }
+
+    #[test]
+    fn docker_manifests_hold_gzip_layers_only() {
+        let gz = vec![
+            layer(manifest::DOCKER_LAYER_GZIP, 1),
+            layer(manifest::OCI_LAYER_GZIP, 2),
+        ];
+        let (m, t) = manifest_of(gz, Digest::of(b"c"), 1);
+        assert_eq!(t, manifest::DOCKER_MANIFEST);
+        assert_eq!(m.config.media_type, manifest::DOCKER_CONFIG);
+        assert!(
+            m.layers
+                .iter()
+                .all(|l| l.media_type == manifest::DOCKER_LAYER_GZIP)
+        );
+        let mixed = vec![
+            layer(manifest::DOCKER_LAYER_GZIP, 1),
+            layer(manifest::OCI_LAYER_ZSTD, 2),
+            layer(manifest::OCI_LAYER, 3),
+        ];
+        let (m, t) = manifest_of(mixed, Digest::of(b"c"), 1);
+        assert_eq!(t, manifest::OCI_MANIFEST);
+        assert_eq!(m.config.media_type, manifest::OCI_CONFIG);
+        let types: Vec<&str> = m.layers.iter().map(|l| l.media_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                manifest::OCI_LAYER_GZIP,
+                manifest::OCI_LAYER_ZSTD,
+                manifest::OCI_LAYER
+            ]
+        );
+    }
+
+    #[test]
+    fn mount_sources_are_repositories_of_the_same_registry() {
+        assert_eq!(
+            known_elsewhere_in("127.0.0.1:5000/team/a", "127.0.0.1:5000").as_deref(),
+            Some("team/a")
+        );
+        assert_eq!(
+            known_elsewhere_in("127.0.0.1:5001/team/a", "127.0.0.1:5000"),
+            None
+        );
+        assert_eq!(
+            known_elsewhere_in("docker.io/library/busybox", "docker.io").as_deref(),
+            Some("library/busybox")
+        );
+        assert_eq!(known_elsewhere_in("quay.io/x", "quay.io:443"), None);
+    }
+}
