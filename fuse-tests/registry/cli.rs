@@ -147,15 +147,6 @@ impl Lf {
         o.stdout
     }
 
-    /// Run, assert the failure shape of the spec (exit 1, one `layerfs: ` line), return
-    /// stderr.
-    #[track_caller]
-    pub fn fail(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert_failure(&o, &format!("layerfs {args:?}"));
-        o.stderr
-    }
-
     pub fn state(&self) -> StoreState {
         StoreState::of(&self.st.root)
     }

@@ -2,7 +2,7 @@
 //! the non-registry listener): reading a request or a response head, writing a response,
 //! query strings and percent-decoding, Basic credentials; and `curl` as an outside client.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::process::{Command, Stdio};
 
 /// One request as read off the socket.
@@ -73,8 +73,11 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Read one head (request or response) up to the blank line; None at a clean EOF.
-pub fn read_head(r: &mut impl BufRead) -> io::Result<Option<(String, Vec<(String, String)>)>> {
+pub type Headers = Vec<(String, String)>;
+
+/// Read one head (request or response) up to the blank line: the first line and the headers;
+/// None at a clean EOF.
+pub fn read_head(r: &mut impl BufRead) -> io::Result<Option<(String, Headers)>> {
     let mut first = String::new();
     if r.read_line(&mut first)? == 0 {
         return Ok(None);

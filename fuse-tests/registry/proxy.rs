@@ -12,18 +12,15 @@ use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
 pub enum Fault {
-    None,
     /// Close the connection after `after` body bytes of `GET .../blobs/DIGEST`, `times` times.
     Cut {
         digest: String,
         after: usize,
         times: usize,
     },
-    /// Hold every `GET .../blobs/DIGEST` after `after` body bytes until `release()`.
-    Stall {
-        digest: String,
-        after: usize,
-    },
+    /// Hold every `GET .../blobs/D` (D in `digests`) after `after` body bytes until
+    /// `release()`.
+    Stall { digests: Vec<String>, after: usize },
 }
 
 /// One request that went through.
@@ -103,9 +100,9 @@ impl Proxy {
     pub fn wait_stalled(&self, n: usize, limit: Duration) -> bool {
         self.wait(limit, |i| i.stalled >= n)
     }
-    /// Wait until a request satisfying `pred` went through.
-    pub fn wait_request(&self, limit: Duration, pred: impl Fn(&Seen) -> bool) -> bool {
-        self.wait(limit, |i| i.log.iter().any(&pred))
+    /// Wait until the requests so far satisfy `cond`.
+    pub fn wait_log(&self, limit: Duration, cond: impl Fn(&[Seen]) -> bool) -> bool {
+        self.wait(limit, |i| cond(&i.log))
     }
     fn wait(&self, limit: Duration, cond: impl Fn(&Inner) -> bool) -> bool {
         let end = Instant::now() + limit;
@@ -150,7 +147,9 @@ fn plan(sh: &Shared, method: &str, path: &str) -> (Option<usize>, Option<usize>)
             *times -= 1;
             (Some(*after), None)
         }
-        Fault::Stall { digest, after } if is_blob(digest) => (None, Some(*after)),
+        Fault::Stall { digests, after } if digests.iter().any(|d| is_blob(d)) => {
+            (None, Some(*after))
+        }
         _ => (None, None),
     }
 }

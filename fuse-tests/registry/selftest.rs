@@ -328,7 +328,7 @@ fn proxy_cuts_and_holds_blobs() {
     let hold = Proxy::start(
         reg.port(),
         Fault::Stall {
-            digest: layer.digest.clone(),
+            digests: vec![layer.digest.clone()],
             after: 500,
         },
     );

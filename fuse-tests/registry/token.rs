@@ -38,7 +38,6 @@ impl Grant {
 /// One request the server answered.
 #[derive(Clone, Debug)]
 pub struct TokenRequest {
-    pub method: String,
     /// The authenticated user (None: anonymous).
     pub user: Option<String>,
     pub scopes: Vec<String>,
@@ -169,7 +168,6 @@ fn answer(st: &State, req: &Request) -> (u16, String) {
         .or_else(|| Some((get("username")?, get("password")?)));
     let record = |user: Option<String>, status: u16| {
         st.log.lock().expect("log").push(TokenRequest {
-            method: req.method.clone(),
             user,
             scopes: scopes.clone(),
             status,
