@@ -34,3 +34,4 @@ pub mod overlay;
 pub mod registry;
 pub mod store;
 pub mod sys;
+pub mod transfer;

@@ -560,3 +560,107 @@ fn save_formats_round_trip_same_id() {
     let e = st.fail(&["image", "save", "-o", p2.to_str().expect("utf8"), "nope"]);
     assert!(e.contains("no such image: nope"));
 }
+
+#[test]
+fn top_level_verbs_are_the_image_verbs() {
+    let st = St::new();
+    let (a, b) = sample();
+    let p = st.path("sample.tar");
+    std::fs::write(&p, build::docker_archive(&[&a, &b])).expect("write");
+    let out = st.ok(&["load", "-i", p.to_str().expect("utf8")]);
+    assert_eq!(
+        out,
+        "Loaded image: sample:1\nLoaded image: sample:latest\nLoaded image: other:1\n"
+    );
+    st.ok(&["tag", "sample:1", "retagged:v9"]);
+    assert_eq!(inspect(&st, "retagged:v9")["Id"], a.id());
+    for (top, image) in [
+        (&["images"][..], &["image", "ls"][..]),
+        (
+            &["images", "-q", "--no-trunc"],
+            &["image", "ls", "-q", "--no-trunc"],
+        ),
+        (
+            &["inspect", "retagged:v9"],
+            &["image", "inspect", "retagged:v9"],
+        ),
+        (&["history", "other:1"], &["image", "history", "other:1"]),
+    ] {
+        assert_eq!(st.ok(top), st.ok(image), "{top:?}");
+    }
+    assert!(st.ok(&["images"]).contains("retagged"));
+    let saved = st.path("saved.tar");
+    st.ok(&["save", "-o", saved.to_str().expect("utf8"), "retagged:v9"]);
+    let st2 = St::new();
+    let o = st2.ok(&["load", "-i", saved.to_str().expect("utf8")]);
+    assert_eq!(o, "Loaded image: retagged:v9\n");
+    assert_eq!(inspect(&st2, "retagged:v9")["Id"], a.id());
+    let out = st.ok(&["rmi", "retagged:v9"]);
+    assert!(out.contains("Untagged: retagged:v9"), "{out}");
+    let e = st.fail(&["inspect", "retagged:v9"]);
+    assert!(e.contains("retagged:v9"), "{e}");
+    let root = st.path("rootfs.tar");
+    std::fs::write(&root, build::base_layer()).expect("write");
+    let id = st.ok(&["import", root.to_str().expect("utf8"), "imported:1"]);
+    assert_eq!(inspect(&st, "imported:1")["Id"], id.trim());
+}
+
+#[test]
+fn an_unknown_first_word_is_an_error_listing_the_verbs() {
+    let st = St::new();
+    for args in [&["frobnicate"][..], &["frobnicate", "a", "b"], &["Images"]] {
+        let o = st.run(args);
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+        let first = o.stderr.lines().next().unwrap_or_default();
+        assert_eq!(first, format!("layerfs: unknown command {:?}", args[0]));
+        for verb in [
+            "image",
+            "container",
+            "mount",
+            "images",
+            "rmi",
+            "tag",
+            "load",
+        ] {
+            assert!(
+                o.stderr.split_whitespace().any(|w| w == verb),
+                "{verb} not listed: {}",
+                o.stderr
+            );
+        }
+        assert!(o.stdout.is_empty(), "{}", o.stdout);
+    }
+    // No words: the usage, on stderr, exit 2; --help: on stdout, exit 0.
+    let o = st.run(&[]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("Usage:"), "{}", o.stderr);
+    let o = st.run(&["--help"]);
+    assert_eq!(o.code, 0);
+    assert!(o.stdout.contains("history inspect import"), "{}", o.stdout);
+}
+
+#[test]
+fn mount_forms_still_reach_the_mount_command() {
+    // SOURCE MNT -o ...: whatever SOURCE is, the mount command answers (here: about the
+    // missing lower dir), never "unknown command".
+    let st = St::new();
+    let mnt = st.path("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let lower = st.path("no-such-lower");
+    let o = format!("lowerdir={}", lower.display());
+    let m = mnt.to_str().expect("utf8");
+    for args in [
+        vec!["overlay", m, "-o", &o],
+        vec!["-o", &o, m],
+        vec!["mount", "-o", &o, m],
+    ] {
+        let out = st.run(&args);
+        assert_ne!(out.code, 0, "{args:?}");
+        assert!(!out.stderr.contains("unknown command"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&lower.display().to_string()),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}

@@ -28,6 +28,9 @@ enum Cmd {
         image: String,
         #[arg(long)]
         name: Option<String>,
+        /// Pull the image first: missing (when not in the store), always, never
+        #[arg(long, value_enum, default_value = "missing")]
+        pull: super::pull::PullPolicy,
     },
     /// List containers
     #[command(alias = "list", alias = "ps")]
@@ -93,9 +96,10 @@ pub fn main(root: Option<PathBuf>, args: Vec<OsString>) -> i32 {
 }
 
 fn run(root: Option<PathBuf>, cmd: Cmd) -> CliResult {
-    let store = super::open_store(root)?;
+    let store = super::open_store(root.clone())?;
     match cmd {
-        Cmd::Create { image, name } => {
+        Cmd::Create { image, name, pull } => {
+            super::pull::ensure_image(root.clone(), &image, pull)?;
             let c = store.create_container(&image, name.as_deref())?;
             println!("{}", c.id);
             Ok(())

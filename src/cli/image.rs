@@ -105,6 +105,9 @@ enum Cmd {
         rw: bool,
         #[arg(long)]
         allow_other: bool,
+        /// Pull the image first: missing (when not in the store), always, never
+        #[arg(long, value_enum, default_value = "missing")]
+        pull: super::pull::PullPolicy,
     },
     /// Print the layer chain: diffID, chainID, size and the layer directory
     Layers {
@@ -158,12 +161,19 @@ pub(super) fn json_format(f: &Option<String>) -> Result<bool, CliError> {
     }
 }
 
+/// Whether `image VERB` exists (the top-level aliases are checked against it).
+#[cfg(test)]
+pub(super) fn has_verb(verb: &str) -> bool {
+    use clap::CommandFactory;
+    Cli::command().find_subcommand(verb).is_some()
+}
+
 pub fn main(root: Option<PathBuf>, args: Vec<OsString>) -> i32 {
     super::parse_and_run::<Cli>("layerfs image", args, |cli| run(root, cli.cmd))
 }
 
 fn run(root: Option<PathBuf>, cmd: Cmd) -> CliResult {
-    let store = super::open_store(root)?;
+    let store = super::open_store(root.clone())?;
     match cmd {
         Cmd::Load { input, quiet } => load(&store, input.as_deref(), quiet),
         Cmd::Save {
@@ -223,7 +233,9 @@ fn run(root: Option<PathBuf>, cmd: Cmd) -> CliResult {
             mountpoint,
             rw,
             allow_other,
+            pull,
         } => {
+            super::pull::ensure_image(root.clone(), &image, pull)?;
             let plan = store.image_mount_plan(&image, rw)?;
             if let (Some(_), Some(u)) = (&plan.throwaway, &plan.upper) {
                 eprintln!(

@@ -5,12 +5,17 @@
 //! - `layerfs mount [-f] [-d] -o lowerdir=..,upperdir=..,workdir=.. MNT`
 //! - `layerfs [-f] [-d] -o lowerdir=.. MNT` (fuse-overlayfs / containers-storage)
 //! - `layerfs SOURCE MNT -o ...` (mount.fuse3, so `mount -t fuse.layerfs` works)
-//! - `layerfs [--root DIR] image VERB ...`, `images`, `rmi`, `container VERB ...`
+//! - `layerfs [--root DIR] image VERB ...`, `container VERB ...`
+//! - docker's top-level image verbs: `images rmi load save tag history inspect import`
+//!
+//! Any other first word is an error naming it (exit 2).
 
 pub mod container;
 pub mod image;
 pub mod mountcmd;
 mod progress;
+pub mod pull;
+pub mod registry;
 
 use crate::store::Store;
 use crate::store::error::Error as StoreError;
@@ -23,6 +28,15 @@ pub enum CliError {
     /// From the store: kept whole, cause and all, until it is printed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A bad reference, option or config, or a registry that refused (login, search).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::Error),
+    /// A pull of the reference that failed, with the registry's or the store's reason.
+    #[error("pull {0}: {1}")]
+    Pull(String, crate::transfer::Error),
+    /// A push of the reference that failed.
+    #[error("push {0}: {1}")]
+    Push(String, crate::transfer::Error),
     /// A mount that did not start: what was mounted where, and mount/'s reason.
     #[error("{0}")]
     Mount(String),
@@ -86,15 +100,37 @@ layerfs: mount container image root filesystems without root
 Usage:
   layerfs mount [-f] [-d] -o lowerdir=L1[:L2...][,upperdir=U,workdir=W][,OPTS] MNT
   layerfs [-f] [-d] -o lowerdir=...[,upperdir=...,workdir=...] MNT
-  layerfs SOURCE MNT -o lowerdir=...          (mount.fuse3 form: mount -t fuse.layerfs)
+  layerfs SOURCE MNT -o lowerdir=...          (mount.fuse3 form: mount -t fuse.layerfs;
+                                               SOURCE is a free label, not a verb name)
   layerfs [--root DIR] image VERB ...         (load save ls inspect history tag rm prune
                                                import mount layers)
-  layerfs [--root DIR] images | rmi IMAGE...
+  layerfs [--root DIR] VERB ...               (docker's top-level image verbs: images
+                                               rmi load save tag history inspect import)
   layerfs [--root DIR] container VERB ...     (create ls mount diff commit export rm
                                                rename prune)
+  layerfs [--root DIR] pull [-q] [--platform P] [-a] NAME[:TAG|@DIGEST]
+  layerfs [--root DIR] push [-q] [--compression gzip|zstd] NAME[:TAG]
+  layerfs search [--limit N] [--format table|json] [REGISTRY/]TERM
+  layerfs login [-u USER] [--password-stdin] [REGISTRY] | logout [REGISTRY]
 
 Run `layerfs mount --help` for every mount option, `layerfs image --help` and
 `layerfs container --help` for the store verbs.";
+
+/// docker's top-level image verbs, each with the `image` subcommand it runs.
+const IMAGE_VERBS: [(&str, &str); 8] = [
+    ("images", "ls"),
+    ("rmi", "rm"),
+    ("load", "load"),
+    ("save", "save"),
+    ("tag", "tag"),
+    ("history", "history"),
+    ("inspect", "inspect"),
+    ("import", "import"),
+];
+
+/// Every first word, as the unknown-command message lists them.
+const VERBS: &str = "image container mount pull push search login logout images rmi load \
+save tag history inspect import help version";
 
 /// Parse `args` as the clap command line of `prog` and run it: usage errors exit 2 (help
 /// and version 0), failures print `layerfs: ...` and exit 1.
@@ -129,13 +165,65 @@ pub fn main() -> i32 {
 }
 
 fn run(mut args: Vec<OsString>) -> i32 {
-    // A leading `--root DIR` applies to the store verbs.
-    let mut root: Option<PathBuf> = None;
+    let root = match take_root(&mut args) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let Some(first) = args.first() else {
+        eprintln!("{USAGE}");
+        return 2;
+    };
+    let word = first.to_str().unwrap_or_default().to_string();
+    let rest = args[1..].to_vec();
+    if let Some((_, sub)) = IMAGE_VERBS.iter().find(|(v, _)| *v == word) {
+        let mut a = vec![OsString::from(sub)];
+        a.extend(rest);
+        return image::main(root, a);
+    }
+    match word.as_str() {
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            0
+        }
+        "-V" | "--version" | "version" => {
+            println!("layerfs {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        "pull" => pull::pull_main(root, rest),
+        "push" => pull::push_main(root, rest),
+        "search" => registry::search_main(rest),
+        "login" => registry::login_main(rest),
+        "logout" => registry::logout_main(rest),
+        "image" if rest.first().is_some_and(|a| a == "pull") => {
+            pull::pull_main(root, rest[1..].to_vec())
+        }
+        "image" if rest.first().is_some_and(|a| a == "push") => {
+            pull::push_main(root, rest[1..].to_vec())
+        }
+        "image" => image::main(root, rest),
+        "container" => container::main(root, rest),
+        "mount" => mountcmd::main(&rest),
+        _ if is_mount_form(&args) => mountcmd::main(&args),
+        _ => {
+            eprintln!(
+                "layerfs: unknown command {:?}\nCommands: {VERBS}\n\
+                 Run `layerfs --help` for usage.",
+                first.to_string_lossy()
+            );
+            2
+        }
+    }
+}
+
+/// Remove the leading `--root DIR` / `--root=DIR` (the store verbs' global option) from
+/// `args`; `Err` is the exit code (the message printed).
+fn take_root(args: &mut Vec<OsString>) -> Result<Option<PathBuf>, i32> {
+    let mut root = None;
     while let Some(first) = args.first().and_then(|a| a.to_str()) {
         if first == "--root" {
             if args.len() < 2 {
                 eprintln!("layerfs: --root needs a directory");
-                return 2;
+                return Err(2);
             }
             root = Some(PathBuf::from(args[1].clone()));
             args.drain(..2);
@@ -146,33 +234,61 @@ fn run(mut args: Vec<OsString>) -> i32 {
             break;
         }
     }
-    let first = args.first().and_then(|a| a.to_str()).map(str::to_string);
-    match first.as_deref() {
-        None => {
-            eprintln!("{USAGE}");
-            2
+    Ok(root)
+}
+
+/// A mount command line without the `mount` verb: a flag first (`-f`, `-d`, `-o ...`, as
+/// fuse-overlayfs is called), a `-o` anywhere (`SOURCE MNT -o ...`, as mount.fuse3 calls
+/// its helper, whatever SOURCE is), or a path-like SOURCE (with `/`) and a mountpoint.
+fn is_mount_form(args: &[OsString]) -> bool {
+    let words: Vec<std::borrow::Cow<'_, str>> = args.iter().map(|a| a.to_string_lossy()).collect();
+    let Some(first) = words.first() else {
+        return false;
+    };
+    if first.starts_with('-') || words.iter().any(|w| w.starts_with("-o")) {
+        return true;
+    }
+    let positional = words.iter().filter(|w| !w.starts_with('-')).count();
+    (first.contains('/') || args[0].to_str().is_none()) && positional >= 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &[&str]) -> Vec<OsString> {
+        s.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn mount_forms_are_told_from_unknown_words() {
+        for yes in [
+            &["-o", "lowerdir=/l", "/mnt"][..],
+            &["-f", "-o", "lowerdir=l", "m"],
+            &["-olowerdir=l", "m"],
+            &["overlay", "/mnt", "-o", "lowerdir=/l"],
+            &["mysource", "mnt", "-orw,lowerdir=/l"],
+            &["./src", "/mnt"],
+        ] {
+            assert!(is_mount_form(&words(yes)), "{yes:?}");
         }
-        Some("-h") | Some("--help") | Some("help") => {
-            println!("{USAGE}");
-            0
+        for no in [
+            &["pull", "busybox"][..],
+            &["frobnicate"],
+            &["frobnicate", "a", "b"],
+            &["./src"],
+            &[],
+        ] {
+            assert!(!is_mount_form(&words(no)), "{no:?}");
         }
-        Some("-V") | Some("--version") | Some("version") => {
-            println!("layerfs {}", env!("CARGO_PKG_VERSION"));
-            0
+    }
+
+    #[test]
+    fn every_listed_image_verb_is_a_verb_of_image() {
+        for (verb, sub) in IMAGE_VERBS {
+            assert!(VERBS.split(' ').any(|v| v == verb), "{verb} not listed");
+            assert!(USAGE.contains(verb), "{verb} not in USAGE");
+            assert!(image::has_verb(sub), "image has no {sub}");
         }
-        Some("image") => image::main(root, args[1..].to_vec()),
-        Some("images") => {
-            let mut a = vec![OsString::from("ls")];
-            a.extend_from_slice(&args[1..]);
-            image::main(root, a)
-        }
-        Some("rmi") => {
-            let mut a = vec![OsString::from("rm")];
-            a.extend_from_slice(&args[1..]);
-            image::main(root, a)
-        }
-        Some("container") => container::main(root, args[1..].to_vec()),
-        Some("mount") => mountcmd::main(&args[1..]),
-        _ => mountcmd::main(&args),
     }
 }

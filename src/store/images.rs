@@ -42,11 +42,11 @@ impl Repositories {
             .insert(r.to_string(), id.to_string());
     }
     /// Record `name@sha256:<manifest>` -> id, as Docker keeps repo digests.
-    pub fn set_digest(&mut self, r: &Ref, manifest: &Digest, id: &Digest) {
+    pub fn set_digest(&mut self, name: &str, manifest: &Digest, id: &Digest) {
         self.repos
-            .entry(r.name.clone())
+            .entry(name.to_string())
             .or_default()
-            .insert(format!("{}@{manifest}", r.name), id.to_string());
+            .insert(format!("{name}@{manifest}"), id.to_string());
     }
     /// `name@sha256:...` refs of an image.
     pub fn digests_of(&self, id: &Digest) -> Vec<String> {

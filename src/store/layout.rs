@@ -9,6 +9,8 @@
 //!   image/overlay2/imagedb/metadata/sha256/<id>/      parent, lastUpdated
 //!   image/overlay2/layerdb/sha256/<chainID>/          diff size cache-id parent tar-split.json.gz
 //!   image/overlay2/layerdb/mounts/<container id>/     mount-id parent
+//!   image/overlay2/distribution/diffid-by-digest/sha256/<blob>   the blob's diffID
+//!   image/overlay2/distribution/v2metadata-by-diffid/sha256/<diffID>  [{Digest,SourceRepository,HMAC}]
 //!   overlay2/<cache-id>/{diff/,link,lower}            one layer's files
 //!   overlay2/<cache-id>/root-ids                      unprivileged store: UID:GID that is 0:0
 //!   overlay2/<mount-id>/{diff/,work/,merged/,link,lower}  a container's writable layer
@@ -78,6 +80,10 @@ impl Layout {
     }
     pub fn image_dir(&self) -> PathBuf {
         self.root.join("image/overlay2")
+    }
+    /// Which registry blob a layer came from, and back (docker's `distribution/`).
+    pub fn distribution(&self) -> PathBuf {
+        self.image_dir().join("distribution")
     }
     pub fn repositories(&self) -> PathBuf {
         self.image_dir().join("repositories.json")

@@ -1,10 +1,11 @@
-//! `image load`: every image of an archive into the store. Layers are unpacked in parallel
-//! into staging and verified (blob digest, diffID) before anything is moved in; nothing is
-//! visible unless the whole archive checks out.
+//! Images into the store, from an archive (`image load`) or a registry (`pull`, through
+//! [`Store::take_image`]): one way in. Layers are unpacked in parallel into staging straight
+//! from their stream and verified (blob digest, diffID) before anything is moved in; nothing
+//! is visible unless the whole image checks out.
 
 use super::archive::{self, Blobs, DirBlobs, ImageSource, TarBlobs};
 use super::error::{Context, Error, Result, ResultExt};
-use super::progress::Reporting;
+use super::progress::{LayerEvent, Reporting};
 use super::reference::Ref;
 use super::{Loaded, Staged, Store, images, lock, remove_tree, unpack};
 use crate::digest::{Digest, chain_ids};
@@ -14,7 +15,42 @@ use std::path::Path;
 /// What a read from standard input is called in messages.
 const STDIN: &str = "standard input";
 
+/// How an image comes in, beyond its blobs.
+pub struct Intake {
+    /// Layers unpacked at once.
+    pub threads: usize,
+    /// Names (`team/app`) that get a `name@<manifest digest>` repo digest even with no tag
+    /// (a pull by digest).
+    pub digest_names: Vec<String>,
+}
+
+impl Default for Intake {
+    fn default() -> Self {
+        Intake {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(1, 4),
+            digest_names: Vec::new(),
+        }
+    }
+}
+
 impl Store {
+    /// One image whose blobs `blobs` serves (a registry's), under the store lock; staging is
+    /// cleared whatever happens.
+    pub fn take_image(
+        &self,
+        blobs: &dyn Blobs,
+        src: &ImageSource,
+        intake: &Intake,
+    ) -> Result<Loaded> {
+        let _lock = self.lock()?;
+        let r = self.load_one(blobs, src, intake);
+        lock::clear_tmp(&self.layout);
+        r
+    }
+
     /// `image load`: every image in the archive; nothing is visible unless it all checks out.
     pub fn load(&self, input: Option<&Path>) -> Result<Vec<Loaded>> {
         let shown = match input {
@@ -33,7 +69,7 @@ impl Store {
         let sources = archive::read_images(blobs.as_ref(), &default_name)?;
         sources
             .iter()
-            .map(|src| self.load_one(blobs.as_ref(), src))
+            .map(|src| self.load_one(blobs.as_ref(), src, &Intake::default()))
             .collect()
     }
 
@@ -82,7 +118,7 @@ impl Store {
         Ok(Box::new(TarBlobs::index_as(&p, what)?))
     }
 
-    fn load_one(&self, blobs: &dyn Blobs, src: &ImageSource) -> Result<Loaded> {
+    fn load_one(&self, blobs: &dyn Blobs, src: &ImageSource, intake: &Intake) -> Result<Loaded> {
         let cfg = images::parse_config(&src.config)?;
         let diff_ids = images::diff_ids(&cfg)?;
         if diff_ids.len() != src.layers.len() {
@@ -94,7 +130,12 @@ impl Store {
         }
         let chains = chain_ids(&diff_ids);
         let todo = self.missing_layers(&chains)?;
-        let staged = self.stage_all(blobs, src, &todo, &diff_ids)?;
+        for (i, l) in src.layers.iter().enumerate() {
+            if !todo.contains(&i) {
+                self.progress.layer(&l.member, LayerEvent::Exists);
+            }
+        }
+        let staged = self.stage_all(blobs, src, &todo, &diff_ids, intake.threads)?;
         let warnings = staged
             .iter()
             .flat_map(|st| st.unpacked.warnings.iter().cloned())
@@ -105,12 +146,18 @@ impl Store {
             self.commit_layer(st, &chains[*i], parent)?;
         }
         let id = self.commit_image(&src.config, &src.tags, None)?;
+        let mut names: Vec<String> = Vec::new();
+        for t in &src.tags {
+            names.push(Ref::parse(t)?.name);
+        }
+        names.extend(intake.digest_names.iter().cloned());
+        names.dedup();
         if let Some(m) = &src.manifest
-            && !src.tags.is_empty()
+            && !names.is_empty()
         {
             let mut repos = images::Repositories::load(&self.layout)?;
-            for t in &src.tags {
-                repos.set_digest(&Ref::parse(t)?, m, &id);
+            for n in &names {
+                repos.set_digest(n, m, &id);
             }
             repos.save(&self.layout)?;
         }
@@ -119,6 +166,17 @@ impl Store {
             tags: src.tags.clone(),
             warnings,
         })
+    }
+
+    /// Whether every layer of image `id` is in the store.
+    pub fn image_has_layers(&self, id: &Digest) -> Result<bool> {
+        let cfg = images::parse_config(&self.config_bytes(id)?)?;
+        for c in chain_ids(&images::diff_ids(&cfg)?) {
+            if !self.has_layer(&c)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Which layers must be unpacked: the first occurrence of each chainID not in the store.
@@ -139,6 +197,7 @@ impl Store {
         src: &ImageSource,
         todo: &[usize],
         diff_ids: &[Digest],
+        threads: usize,
     ) -> Result<Vec<Staged>> {
         let total: u64 = todo
             .iter()
@@ -148,10 +207,12 @@ impl Store {
             let what = format!("Loading {} layer(s)", todo.len());
             self.progress.start(&what, (total > 0).then_some(total));
         }
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .clamp(1, 4);
+        for i in todo {
+            let l = &src.layers[*i];
+            self.progress
+                .layer(&l.member, LayerEvent::Queued(blobs.size(&l.member)));
+        }
+        let threads = threads.max(1);
         let mut results: Vec<Option<Result<Staged>>> = (0..todo.len()).map(|_| None).collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
         let slots = std::sync::Mutex::new(&mut results);
@@ -165,6 +226,12 @@ impl Store {
                         }
                         let i = todo[k];
                         let r = self.stage_one(blobs, src, i, &diff_ids[i]);
+                        let ev = if r.is_ok() {
+                            LayerEvent::Done
+                        } else {
+                            LayerEvent::Failed
+                        };
+                        self.progress.layer(&src.layers[i].member, ev);
                         if let Ok(mut g) = slots.lock() {
                             g[k] = Some(r);
                         }
@@ -192,7 +259,7 @@ impl Store {
         let l = &src.layers[i];
         let ctx = || format!("layer {} ({})", i + 1, l.member);
         let r = blobs.open(&l.member).context(ctx)?;
-        let r = Reporting::new(r, self.progress.clone());
+        let r = Reporting::new(r, self.progress.clone()).of_layer(&l.member);
         let st = self.stage_layer(Box::new(r)).context(ctx)?;
         let u = &st.unpacked;
         let mismatch = if let Some(d) = &l.digest

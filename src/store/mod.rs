@@ -24,6 +24,7 @@
 
 pub mod archive;
 pub mod containers;
+pub mod distribution;
 pub mod error;
 pub mod human;
 pub mod images;

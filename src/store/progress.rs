@@ -16,6 +16,24 @@ pub trait Progress: Send + Sync {
     /// The command cannot go on until `what` happens ("another layerfs command to finish
     /// with this store").
     fn waiting(&self, what: &str);
+    /// What happens to one layer of an image coming in; `key` is its blob's name in the
+    /// source (an archive member, or the blob digest of a registry's layer).
+    fn layer(&self, _key: &str, _event: LayerEvent) {}
+}
+
+/// One layer's steps, as `docker pull` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerEvent {
+    /// It will be fetched ("Pulling fs layer"); its size when known.
+    Queued(Option<u64>),
+    /// Already in the store: nothing to fetch.
+    Exists,
+    /// `n` more bytes of it arrived.
+    Bytes(u64),
+    /// Fetched, verified and unpacked ("Pull complete").
+    Done,
+    /// It failed (the whole image fails with it).
+    Failed,
 }
 
 /// Reports nothing.
@@ -32,11 +50,21 @@ impl Progress for Silent {
 pub struct Reporting<R> {
     inner: R,
     progress: Arc<dyn Progress>,
+    key: Option<String>,
 }
 
 impl<R> Reporting<R> {
     pub fn new(inner: R, progress: Arc<dyn Progress>) -> Self {
-        Reporting { inner, progress }
+        Reporting {
+            inner,
+            progress,
+            key: None,
+        }
+    }
+    /// Also report the bytes as [`LayerEvent::Bytes`] of the layer `key`.
+    pub fn of_layer(mut self, key: &str) -> Self {
+        self.key = Some(key.to_string());
+        self
     }
 }
 
@@ -44,6 +72,9 @@ impl<R: Read> Read for Reporting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.progress.advance(n as u64);
+        if let Some(k) = &self.key {
+            self.progress.layer(k, LayerEvent::Bytes(n as u64));
+        }
         Ok(n)
     }
 }
