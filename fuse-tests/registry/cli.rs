@@ -179,6 +179,8 @@ pub fn assert_failure(o: &Out, what: &str) {
         "{what}: one `layerfs: ` line on stderr, got:\n{}",
         o.stderr
     );
+    // Shown with --nocapture: the messages are part of what is reviewed.
+    eprintln!("{what}: {}", o.stderr.trim_end());
 }
 
 /// What a failed pull must not change: images, layers, layer dirs; and staging left behind.
@@ -205,7 +207,11 @@ impl StoreState {
         StoreState {
             images: names(&root.join("image/overlay2/imagedb/content/sha256")),
             layers: names(&root.join("image/overlay2/layerdb/sha256")),
-            layer_dirs: names(&root.join("overlay2")),
+            // `l` holds the short links (made with the store), not a layer.
+            layer_dirs: names(&root.join("overlay2"))
+                .into_iter()
+                .filter(|n| n != "l")
+                .collect(),
             tmp: names(&root.join("tmp")),
         }
     }

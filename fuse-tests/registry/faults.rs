@@ -100,49 +100,95 @@ fn corrupt(reg: &Registry, digest: &str, bytes: &[u8]) -> Vec<u8> {
     old
 }
 
+/// Serve `bad` for blob `digest`, pull (which must fail cleanly and name the blob), restore.
+fn pull_corrupt(s: &Served, lf: &Lf, digest: &str, bad: &[u8], what: &str) -> Out {
+    let before = lf.state();
+    let orig = corrupt(&s.reg, digest, bad);
+    let o = lf.run(&["pull", &s.r("team/app:v1")]);
+    std::fs::write(s.reg.blob_path(digest), orig).expect("restore the blob");
+    failed_cleanly(lf, &o, &before, what, &[&s.reg.host(), "team/app"]);
+    assert!(
+        o.stderr.contains(&digest[7..19]),
+        "{what}: names the blob {digest}: {}",
+        o.stderr
+    );
+    o
+}
+
 #[test]
 fn blobs_whose_digest_is_wrong() {
     let s = Served::sample("fault-digest");
-    let full = s.r("team/app:v1");
     let lf = Lf::new();
-    let before = lf.state();
-    // A valid gzip stream of another tar: only the digest can tell.
-    let layer = s.img.layers[1].digest.clone();
+    let layer = s.img.layers[1].clone();
+    // A valid gzip stream of another tar (another size).
     let other = Comp::Gzip.compress(&images::upper_layer("something else"));
-    let orig = corrupt(&s.reg, &layer, &other);
-    let o = lf.run(&["pull", &full]);
-    failed_cleanly(
+    pull_corrupt(&s, &lf, &layer.digest, &other, "pull of a replaced layer");
+    // The same size, one byte changed in the middle.
+    let mut flipped = layer.data.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x55;
+    pull_corrupt(
+        &s,
         &lf,
-        &o,
-        &before,
-        "pull of a corrupt layer",
-        &[&s.reg.host(), "team/app"],
+        &layer.digest,
+        &flipped,
+        "pull of a layer with a flipped byte",
     );
+    // A config that is not the one the manifest names (shorter, then same size).
+    let cfg = s.img.config.clone();
+    let small =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    pull_corrupt(&s, &lf, &cfg.digest, small, "pull of a replaced config");
+    let mut same = cfg.data.clone();
+    let at = same
+        .iter()
+        .position(|&b| b == b'/')
+        .expect("a / in the config");
+    same[at] = b'_';
+    pull_corrupt(
+        &s,
+        &lf,
+        &cfg.digest,
+        &same,
+        "pull of a config with a changed byte",
+    );
+    // Repaired: the next pull works.
+    fixture::pull(&lf, &s.r("team/app:v1"));
+    check_image(&lf, &s.r("team/app"), Some("v1"), &s.img, &s.digest);
+    lf.st.assert_clean();
+}
+
+/// Uncompressed layers: another tar of the very same size decompresses fine and fits the
+/// manifest's size; only verifying the digest catches it.
+#[test]
+fn uncompressed_layer_of_the_right_size_and_wrong_digest() {
+    let (a, b) = ("fault-raw-aaaa", "fault-raw-bbbb");
+    let img = Image::new(
+        &[images::base_layer(a), images::upper_layer(a)],
+        Comp::Plain,
+        Platform::host(),
+        a,
+    );
+    let s = Served::new(Registry::plain(), img, "team/app:v1", Format::Oci);
+    let other = images::upper_layer(b);
+    let layer = s.img.layers[1].clone();
+    assert_eq!(other.len(), layer.data.len(), "same size");
+    assert_ne!(images::sha256(&other), layer.digest);
+    let lf = Lf::new();
+    let o = pull_corrupt(
+        &s,
+        &lf,
+        &layer.digest,
+        &other,
+        "pull of a same-size wrong layer",
+    );
+    let low = o.stderr.to_lowercase();
     assert!(
-        o.stderr.contains(&layer) || o.stderr.contains(&layer[7..19]),
-        "names the blob: {}",
+        low.contains("digest") || low.contains("diffid"),
+        "says the digest is wrong: {}",
         o.stderr
     );
-    std::fs::write(s.reg.blob_path(&layer), orig).expect("restore");
-    // A config that is not the one the manifest names.
-    let cfg = s.img.config.digest.clone();
-    let orig = corrupt(
-        &s.reg,
-        &cfg,
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
-    );
-    let o = lf.run(&["pull", &full]);
-    failed_cleanly(
-        &lf,
-        &o,
-        &before,
-        "pull of a corrupt config",
-        &[&s.reg.host(), "team/app"],
-    );
-    std::fs::write(s.reg.blob_path(&cfg), orig).expect("restore");
-    // Repaired: the next pull works.
-    fixture::pull(&lf, &full);
-    check_image(&lf, &s.r("team/app"), Some("v1"), &s.img, &s.digest);
+    fixture::pull(&lf, &s.r("team/app:v1"));
     lf.st.assert_clean();
 }
 

@@ -90,7 +90,7 @@ pub fn check_pull_output(out: &str, w: &PullOut) {
     assert_eq!(lines[n - 3], format!("Digest: {}", w.digest), "{out}");
     assert_eq!(
         lines[n - 2],
-        format!("Status: {} {}", w.status, w.full),
+        format!("Status: {} {}", w.status, familiar(w.full)),
         "{out}"
     );
     assert_eq!(
@@ -98,6 +98,14 @@ pub fn check_pull_output(out: &str, w: &PullOut) {
         w.full,
         "the last line is the reference:\n{out}"
     );
+}
+
+/// A reference as docker shows it to people: `docker.io/library/` and `docker.io/` dropped
+/// (the `Status:` line uses it; the last line is the full reference).
+pub fn familiar(full: &str) -> &str {
+    full.strip_prefix("docker.io/library/")
+        .or_else(|| full.strip_prefix("docker.io/"))
+        .unwrap_or(full)
 }
 
 /// `pull`'s output for a fresh pull of every layer of `img` by tag.
