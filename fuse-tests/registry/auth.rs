@@ -394,3 +394,35 @@ fn tls_registry_trusted_through_certs_d() {
     let lf = Lf::new();
     fixture::pull(&lf, &format!("localhost:{}/team/app:v1", reg.port()));
 }
+
+/// The unprivileged user: login writes its own config.json (0600, owned by it), pull works,
+/// and a refused pull leaves its store as it was.
+#[test]
+fn unprivileged_login_and_pull() {
+    if !crate::common::is_root() {
+        eprintln!("skipped: needs root to switch to the test user");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let s = basic_served("auth-user");
+    let lf = Lf::unprivileged();
+    let before = lf.state();
+    let o = lf.run(&["pull", &s.r("team/app:v1")]);
+    assert_failure(&o, "pull before login as the test user");
+    lf.state()
+        .assert_unchanged(&before, "refused pull as the test user");
+    let o = login(&lf, &s.reg.host(), PW);
+    assert_eq!(o.code, 0, "login as the test user: {}", o.stderr);
+    no_secrets(&o, "login as the test user");
+    let md = std::fs::metadata(lf.docker_config().join("config.json")).expect("config.json");
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    assert_eq!(md.uid(), crate::common::test_user().0, "owned by the user");
+    let o = lf.run(&["pull", &s.r("team/app:v1")]);
+    if o.code != 0 && o.stderr.contains("Operation not supported") {
+        eprintln!("skipped: no user xattrs on this filesystem: {}", o.stderr);
+        return;
+    }
+    assert_eq!(o.code, 0, "pull as the test user: {}", o.stderr);
+    check_image(&lf, &s.r("team/app"), Some("v1"), &s.img, &s.digest);
+    lf.st.assert_clean();
+}

@@ -416,6 +416,11 @@ fn kill_9_mid_pull_then_pull_again() {
     let name = format!("{}/team/big:v1", p.host());
     let mut c = spawn_pull(&lf, &name);
     wait_held(&p, &mut c, "kill -9 mid-pull");
+    let both = p.wait_stalled(2, Duration::from_secs(30));
+    assert!(
+        both,
+        "the two layers download at the same time (default 3 at once)"
+    );
     c.kill().expect("kill -9");
     c.wait().expect("reap");
     p.release();
