@@ -104,6 +104,9 @@ fn pull_from(store: &Store, repo: &Repo, r: &Reference, opts: &PullOptions) -> R
     let image = image_manifest(repo, &top, opts)?;
     check_types(&image, r)?;
     let config = repo.blob_bytes(&image.config.digest, image.config.size)?;
+    if let (Manifest::Image(_), Some(want)) = (&top.manifest, &opts.platform) {
+        check_platform(&config, want, r)?;
+    }
     let id = Digest::of(&config);
     let name = r.familiar_name();
     let tag = r.tag_or_default().map(|t| format!("{name}:{t}"));
@@ -171,6 +174,43 @@ fn image_manifest(repo: &Repo, top: &Fetched, opts: &PullOptions) -> Result<Imag
             }
         }
     }
+}
+
+/// A single-platform image pulled with `--platform`: its config must say that platform
+/// (as docker checks).
+fn check_platform(config: &[u8], want: &Platform, r: &Reference) -> Result<()> {
+    let cfg = images::parse_config(config)?;
+    let field = |k: &str| {
+        cfg.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let have = Platform {
+        os: field("os"),
+        architecture: field("architecture"),
+        variant: Some(field("variant")).filter(|v| !v.is_empty()),
+        os_version: None,
+    };
+    let index = manifest::Index {
+        schema_version: 2,
+        media_type: None,
+        manifests: vec![manifest::Descriptor {
+            media_type: manifest::OCI_MANIFEST.into(),
+            digest: Digest::of(config),
+            size: config.len() as u64,
+            urls: vec![],
+            platform: Some(have.clone()),
+            annotations: None,
+        }],
+    };
+    manifest::select(&index, want, &r.to_string())
+        .map(|_| ())
+        .map_err(|_| {
+            Error::Registry(crate::registry::Error::invalid(format!(
+                "{r} was found but is for {have}, not the platform {want} asked for"
+            )))
+        })
 }
 
 /// Only container images: a config of docker's or OCI's type, layers we can unpack.

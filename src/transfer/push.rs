@@ -96,37 +96,8 @@ pub fn push(
         )
         .map_err(ctx)
     })?;
-    // Docker's manifest holds gzip layers only: anything else (a zstd upload, a reused
-    // zstd or plain blob) makes it an OCI manifest, every layer typed the OCI way.
-    let all_gzip = layers
-        .iter()
-        .all(|l| layer_kind(&l.media_type) == Kind::Gzip);
-    let (config_type, manifest_type) = if all_gzip {
-        (manifest::DOCKER_CONFIG, manifest::DOCKER_MANIFEST)
-    } else {
-        (manifest::OCI_CONFIG, manifest::OCI_MANIFEST)
-    };
-    let layers: Vec<Descriptor> = layers
-        .into_iter()
-        .map(|mut l| {
-            l.media_type = typed(layer_kind(&l.media_type), all_gzip).into();
-            l
-        })
-        .collect();
     let cfg_digest = repo.upload_bytes(&config)?;
-    let m = ImageManifest {
-        schema_version: 2,
-        media_type: Some(manifest_type.into()),
-        config: Descriptor {
-            media_type: config_type.into(),
-            digest: cfg_digest,
-            size: config.len() as u64,
-            urls: vec![],
-            platform: None,
-            annotations: None,
-        },
-        layers,
-    };
+    let (m, manifest_type) = manifest_of(layers, cfg_digest, config.len() as u64);
     let bytes = serde_json::to_vec_pretty(&m)
         .map_err(|e| crate::store::error::Error::json("the manifest", e))?;
     let digest = repo.put_manifest(&tag, manifest_type, &bytes)?;
@@ -141,6 +112,45 @@ pub fn push(
         digest,
         size: bytes.len(),
     })
+}
+
+/// The manifest of the pushed layers and config, and its media type. Docker's manifest
+/// holds gzip layers only: anything else (a zstd upload, a reused zstd or plain blob) makes
+/// it an OCI manifest, every layer typed the OCI way.
+fn manifest_of(
+    layers: Vec<Descriptor>,
+    config: Digest,
+    config_size: u64,
+) -> (ImageManifest, &'static str) {
+    let all_gzip = layers
+        .iter()
+        .all(|l| layer_kind(&l.media_type) == Kind::Gzip);
+    let (config_type, manifest_type) = if all_gzip {
+        (manifest::DOCKER_CONFIG, manifest::DOCKER_MANIFEST)
+    } else {
+        (manifest::OCI_CONFIG, manifest::OCI_MANIFEST)
+    };
+    let layers = layers
+        .into_iter()
+        .map(|mut l| {
+            l.media_type = typed(layer_kind(&l.media_type), all_gzip).into();
+            l
+        })
+        .collect();
+    let m = ImageManifest {
+        schema_version: 2,
+        media_type: Some(manifest_type.into()),
+        config: Descriptor {
+            media_type: config_type.into(),
+            digest: config,
+            size: config_size,
+            urls: vec![],
+            platform: None,
+            annotations: None,
+        },
+        layers,
+    };
+    (m, manifest_type)
 }
 
 /// How a layer blob is compressed, from its media type.
@@ -323,4 +333,70 @@ fn parallel<T: Send>(
     all.into_iter()
         .map(|r| r.unwrap_or_else(|| Err(Error::Sources("a push worker failed".into()))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(mt: &str, n: u8) -> Descriptor {
+        Descriptor {
+            media_type: mt.into(),
+            digest: Digest::of(&[n]),
+            size: 1,
+            urls: vec![],
+            platform: None,
+            annotations: None,
+        }
+    }
+
+    #[test]
+    fn docker_manifests_hold_gzip_layers_only() {
+        let gz = vec![
+            layer(manifest::DOCKER_LAYER_GZIP, 1),
+            layer(manifest::OCI_LAYER_GZIP, 2),
+        ];
+        let (m, t) = manifest_of(gz, Digest::of(b"c"), 1);
+        assert_eq!(t, manifest::DOCKER_MANIFEST);
+        assert_eq!(m.config.media_type, manifest::DOCKER_CONFIG);
+        assert!(
+            m.layers
+                .iter()
+                .all(|l| l.media_type == manifest::DOCKER_LAYER_GZIP)
+        );
+        let mixed = vec![
+            layer(manifest::DOCKER_LAYER_GZIP, 1),
+            layer(manifest::OCI_LAYER_ZSTD, 2),
+            layer(manifest::OCI_LAYER, 3),
+        ];
+        let (m, t) = manifest_of(mixed, Digest::of(b"c"), 1);
+        assert_eq!(t, manifest::OCI_MANIFEST);
+        assert_eq!(m.config.media_type, manifest::OCI_CONFIG);
+        let types: Vec<&str> = m.layers.iter().map(|l| l.media_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                manifest::OCI_LAYER_GZIP,
+                manifest::OCI_LAYER_ZSTD,
+                manifest::OCI_LAYER
+            ]
+        );
+    }
+
+    #[test]
+    fn mount_sources_are_repositories_of_the_same_registry() {
+        assert_eq!(
+            known_elsewhere_in("127.0.0.1:5000/team/a", "127.0.0.1:5000").as_deref(),
+            Some("team/a")
+        );
+        assert_eq!(
+            known_elsewhere_in("127.0.0.1:5001/team/a", "127.0.0.1:5000"),
+            None
+        );
+        assert_eq!(
+            known_elsewhere_in("docker.io/library/busybox", "docker.io").as_deref(),
+            Some("library/busybox")
+        );
+        assert_eq!(known_elsewhere_in("quay.io/x", "quay.io:443"), None);
+    }
 }
