@@ -235,6 +235,32 @@ fn platform_choice_from_an_index() {
         .assert_unchanged(&before, "pull of a missing platform");
 }
 
+/// A single-platform image: `--platform` of its own platform works; another is refused
+/// (its config says what it is), with nothing stored.
+#[test]
+fn platform_of_a_single_platform_image() {
+    let arm = Platform::parse("linux/arm64");
+    let img = Image::new(
+        &[images::base_layer("arm")],
+        Comp::Gzip,
+        arm,
+        "pull-arm-only",
+    );
+    let s = Served::new(Registry::plain(), img, "team/arm:v1", Format::Oci);
+    let full = s.r("team/arm:v1");
+    let lf = Lf::new();
+    let before = lf.state();
+    let o = lf.run(&["pull", "--platform", "linux/amd64", &full]);
+    assert_failure(&o, "pull --platform linux/amd64 of an arm64 image");
+    for w in ["team/arm", "linux/amd64", "linux/arm64"] {
+        assert!(o.stderr.contains(w), "the error names {w}: {}", o.stderr);
+    }
+    lf.state()
+        .assert_unchanged(&before, "pull of the wrong platform");
+    lf.ok(&["pull", "--platform", "linux/arm64", &full]);
+    check_image(&lf, &s.r("team/arm"), Some("v1"), &s.img, &s.digest);
+}
+
 #[test]
 fn image_mount_pulls_a_missing_image() {
     if let Some(why) = super::cli::can_fuse() {
