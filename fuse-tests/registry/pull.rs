@@ -118,7 +118,7 @@ fn second_image_reuses_shared_layers() {
     let fa = format!("{}/team/a:v1", reg.host());
     let fb = format!("{}/team/b:v1", reg.host());
     fixture::pull(&lf, &fa);
-    let out = fixture::pull(&lf, &fb);
+    let out = lf.ok(&["pull", "--max-concurrent-downloads", "1", &fb]);
     let want = PullOut {
         what: "v1",
         repo: "team/b",
