@@ -3,4 +3,5 @@
 mod common;
 mod overlay;
 mod podman;
+mod registry;
 mod store;
