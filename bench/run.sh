@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # helpers defined inside main() are called indirectly (traps)
 # bench/run.sh - layerfs benchmark: kernel overlayfs vs layerfs vs fuse-overlayfs (2.0, 1.10),
-# and the image store (layerfs image load vs podman load vs umoci vs the zcat|tar floor).
+# the image store (layerfs image load vs podman load vs umoci vs the zcat|tar floor), and pull
+# from a registry (layerfs pull vs podman pull vs a curl|pigz|tar floor).
 #
 #   sudo bench/run.sh [--quick] [--reps N] [--phases union,walk,verify,rss,image,pull]
 #                     [--impls kernel,layerfs,fuse-overlayfs-2.0,fuse-overlayfs-1.10]
