@@ -9,6 +9,7 @@ Subcommands:
   manifest ROOT [--hash] [--paths FILE]   one line per entry: path type mode uid gid size target [sha256]
   mutate ROOT COPYUP_LIST     a fixed set of writes through a mount (for the correctness check)
   tree-sum DIR                "<entries> <bytes> <sha1 of sorted path+size list>"
+  gen-pull-image, layer-manifest, time-fields   the pull phase's (see pull.py)
   report OUTDIR               merge union results.json + extra.tsv into the final table
 """
 import hashlib
@@ -411,7 +412,7 @@ def union_checks(notes):
 GROUP_OF = [("walk-1M", "rss1m"), ("walk-all", "walk-all"), ("walk", "walk"), ("readdir", "bigdir"), ("ls-l", "bigdir"),
             ("seqread", "seqread"), ("randread", "randread"), ("copyup", "copyup"),
             ("untar", "untar"), ("rm-rf", "rm"), ("git", "git"), ("pcat", "pcat"),
-            ("load", "image")]
+            ("load", "image"), ("pull-", "pull")]
 
 
 def group_of(wl):
@@ -474,7 +475,7 @@ def cmd_report(outdir):
     L.append("|" + "---|" * len(hdr))
     kbase = "kernel"
     for wl in wls:
-        if group_of(wl) == "image":
+        if group_of(wl) in ("image", "pull"):
             continue
         per = med[wl]
         cells = [wl]
@@ -514,6 +515,8 @@ def cmd_report(outdir):
         has = any(c["group"] == g for c in checks)
         cells.append(("FAIL: " + ",".join(fails)) if fails else ("OK" if has else "-"))
         L.append("| " + " | ".join(cells) + " |")
+    if len(L) == 4:   # no union-filesystem rows (e.g. --phases image,pull): no empty table
+        L = []
 
     # daemon CPU / RSS
     fimpls = [im for im in order if any(med[w].get(im) and med[w][im][2] is not None for w in wls)]
@@ -587,6 +590,8 @@ def cmd_report(outdir):
             has = any(c["group"] == w for c in checks)
             cells.append(("FAIL: " + ",".join(fails)) if fails else ("OK" if has else "-"))
             L.append("| " + " | ".join(cells) + " |")
+    import pull
+    L += pull.report_lines(outdir, med, wls, bad, checks, fmt_s)
     L.append("")
     L.append("## Correctness checks")
     L.append("")
@@ -646,6 +651,11 @@ def main():
         cmd_tree_sum(a[1])
     elif c == "report":
         cmd_report(a[1])
+    elif c in ("gen-pull-image", "layer-manifest", "time-fields"):
+        import pull
+        {"gen-pull-image": lambda: pull.cmd_gen_pull_image(a[1], a[2]),
+         "layer-manifest": lambda: pull.cmd_layer_manifest(a[1]),
+         "time-fields": lambda: pull.cmd_time_fields(a[1])}[c]()
     else:
         sys.exit(__doc__)
 

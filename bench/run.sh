@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # helpers defined inside main() are called indirectly (traps)
 # bench/run.sh - layerfs benchmark: kernel overlayfs vs layerfs vs fuse-overlayfs (2.0, 1.10),
-# and the image store (layerfs image load vs podman load vs umoci vs the zcat|tar floor).
+# the image store (layerfs image load vs podman load vs umoci vs the zcat|tar floor), and pull
+# from a registry (layerfs pull vs podman pull vs a curl|pigz|tar floor).
 #
-#   sudo bench/run.sh [--quick] [--reps N] [--phases union,walk,verify,rss,image]
+#   sudo bench/run.sh [--quick] [--reps N] [--phases union,walk,verify,rss,image,pull]
 #                     [--impls kernel,layerfs,fuse-overlayfs-2.0,fuse-overlayfs-1.10]
 #                     [--workloads walk,bigdir,...] [--out DIR] [--no-build]
 #
@@ -19,6 +20,8 @@
 #   rss     walk of 1M lower entries: walk time, daemon CPU, peak RSS, RSS after
 #           `echo 2 > /proc/sys/vm/drop_caches`
 #   image   load of a generated 3-layer gzip image (>= 200 MB) and of the shared fixtures
+#   pull    pull of a generated 5-layer gzip image (>= 400 MB) from a local docker-registry:
+#           layerfs pull (3 and 1 concurrent downloads) vs podman pull vs curl|pigz|tar
 #
 # Finding the implementations (an impl that is missing is skipped, with the reason printed):
 #   layerfs              $LAYERFS, else built with `cargo build --release` from this repo
@@ -26,7 +29,7 @@
 #   fuse-overlayfs-2.0   $FUSE_OVERLAYFS, else the first `fuse-overlayfs` on PATH (or in
 #                        ~/.cargo/bin) that reports version 2.x
 #   fuse-overlayfs-1.10  $FUSE_OVERLAYFS_1, else a `fuse-overlayfs` on PATH reporting 1.x
-#   podman, umoci, pigz  from PATH
+#   podman, umoci, pigz  from PATH (pull phase also: docker-registry, skopeo, curl, jq)
 # Data lives on loop-mounted journaled ext4 images under $BENCH_BASE (default
 # /var/tmp/layerfs-bench); the first run builds the datasets (several minutes).
 # Results: $BENCH_BASE/results/<timestamp>/table.md (+ union/ and extra.tsv, logs).
@@ -53,7 +56,7 @@ fi
 # during a run cannot change what the run executes.
 main() {
 
-QUICK=0 REPS="" PHASES="union,walk,verify,rss,image" IMPLS_ARG="" WORKLOADS="" OUT="" BUILD=1
+QUICK=0 REPS="" PHASES="union,walk,verify,rss,image,pull" IMPLS_ARG="" WORKLOADS="" OUT="" BUILD=1
 ARGS=("$@")
 while (($#)); do
   case $1 in
@@ -161,7 +164,7 @@ impl_cmd() { # IMPL -> mount command template (unionbench placeholders)
 } | tee "$OUT/machine.txt" >&2
 
 # ------------------------------------------------------------------ mounts and cleanup
-LOOPS=() DPIDS=() CURMNT=""
+LOOPS=() DPIDS=() CURMNT="" REG_PID=""
 is_mounted() { awk -v m="$1" '$5==m{f=1} END{exit !f}' /proc/self/mountinfo; }
 fstype_of() { awk -v m="$1" '$5==m{for(i=6;i<=NF;i++) if($i=="-"){t=$(i+1)}} END{print t}' /proc/self/mountinfo; }
 alive() { local s; read -r s 2>/dev/null <"/proc/$1/stat" || return 1; s=${s##*) }; [[ ${s:0:1} != Z ]]; }
@@ -184,11 +187,21 @@ reap() {
   done
   DPIDS=()
 }
+reg_stop() { # the pull phase's registry (its storage is on the data fs: stop it before unmounting)
+  local i
+  [[ -n $REG_PID ]] || return 0
+  kill -TERM "$REG_PID" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do alive "$REG_PID" || break; sleep 0.05; done
+  alive "$REG_PID" && kill -KILL "$REG_PID" 2>/dev/null
+  wait "$REG_PID" 2>/dev/null || true
+  REG_PID=""
+}
 cleanup() {
   local rc=$? m l
   trap - EXIT INT TERM HUP
   [[ -n $CURMNT ]] && unmount_path "$CURMNT"
   reap
+  reg_stop
   # hand the blocks freed by this run back to the sparse images
   if is_mounted "$BASE/x"; then sync; fstrim "$BASE/x" 2>/dev/null || true; fi
   # everything still mounted below BASE, deepest first
@@ -273,7 +286,7 @@ fi
 
 # ------------------------------------------------------------------ extra data fs
 X=$BASE/x
-if has_phase walk || has_phase verify || has_phase rss || has_phase image; then
+if has_phase walk || has_phase verify || has_phase rss || has_phase image || has_phase pull; then
   loop_mount "$BASE/extra.img" 60G "$X" 3000000
   mkdir -p "$X/run"
 fi
@@ -508,6 +521,161 @@ EOF
     done
   done
   fresh_store
+fi
+
+# ------------------------------------------------------------------ phase: pull
+if has_phase pull; then
+  P=$X/pull PO=$OUT/pull
+  mkdir -p "$PO"
+  pull_ok=1
+  for t in docker-registry skopeo curl jq; do
+    command -v "$t" >/dev/null || { skip "pull phase: $t not installed (Debian package ${t/jq/jq})"; pull_ok=0; }
+  done
+  if ((pull_ok)) && [[ ! -f $P/.complete ]]; then
+    say "== generating the 5-layer gzip image for the pull phase (>= 400 MB of gzip)"
+    rm -rf "$P"; mkdir -p "$P"
+    "${LIB[@]}" gen-pull-image "$P/img" /usr
+    touch "$P/.complete"
+  fi
+fi
+if has_phase pull && ((pull_ok)); then
+  reg_start() { # a docker-registry on a free loopback port -> REG_PID, REG=127.0.0.1:PORT
+    local port i try
+    for ((try = 0; try < 3; try++)); do
+      port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      printf '%s\n' "version: 0.1" "log:" "  level: warn" "  accesslog:" "    disabled: true" \
+        "storage:" "  filesystem:" "    rootdirectory: $P/registry" "http:" "  addr: 127.0.0.1:$port" >"$P/registry.yml"
+      docker-registry serve "$P/registry.yml" </dev/null >>"$OUT/registry.log" 2>&1 8>&- &
+      REG_PID=$!
+      for ((i = 0; i < 600; i++)); do # poll /v2/ until it answers, at most ~60 s
+        if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/v2/" 2>/dev/null; then
+          REG=127.0.0.1:$port; return 0
+        fi
+        alive "$REG_PID" || break # port taken meanwhile, or a bad config: try again
+        sleep 0.1
+      done
+      reg_stop
+    done
+    return 1
+  }
+  pull_fresh() {
+    local m
+    while read -r m; do unmount_path "$m"; done < <(awk -v b="$S/" 'index($5, b)==1 {print $5}' /proc/self/mountinfo | sort -r)
+    rm -rf "$S"; mkdir -p "$S/tmp"
+  }
+  pull_job() { # JOB REP: one timed pull into a fresh store
+    local job=$1 rep=$2 im=$1 wl=pull-big-${NL}layer ok=1 tf=$PO/time.$1.$2 out=$PO/out.$1.$2 t0 t1 c0 c1
+    [[ $job == layerfs-1 ]] && { im=layerfs; wl+=-1-download; }
+    pull_fresh
+    drop_caches
+    read -r c0 _ _ <<<"$("${LIB[@]}" proc-stat "$REG_PID")"
+    t0=$(now)
+    case $job in
+      floor) /usr/bin/time -v -o "$tf" "$HERE/pull-floor.sh" "$REG" bench/big v1 "$S/floor" >"$out" 2>>"$LOG" || ok=0;;
+      layerfs) env "${PENV[@]}" /usr/bin/time -v -o "$tf" "${BIN[layerfs]}" --root "$S/layerfs" pull "$PREF" >"$out" 2>>"$LOG" 8>&- || ok=0;;
+      layerfs-1) env "${PENV[@]}" /usr/bin/time -v -o "$tf" "${BIN[layerfs]}" --root "$S/layerfs" pull --max-concurrent-downloads 1 "$PREF" >"$out" 2>>"$LOG" 8>&- || ok=0;;
+      podman) env CONTAINERS_STORAGE_CONF="$PCONF" TMPDIR="$S/tmp" /usr/bin/time -v -o "$tf" podman --root "$S/podman/graph" \
+          --runroot "$S/podman/run" --tmpdir "$S/podman/tmp" --storage-driver overlay --events-backend none \
+          pull --tls-verify=false "$PREF" >"$out" 2>>"$LOG" 8>&- || ok=0;;
+    esac
+    sync
+    t1=$(now)
+    read -r c1 _ _ <<<"$("${LIB[@]}" proc-stat "$REG_PID")"
+    if ((!ok)); then
+      res pull "$im" "$wl" "$rep" ""; check "$wl" "$im" FAIL "$job: pull failed: $(tail -n3 "$LOG" | tr '\n' ' ' | cut -c1-300)"
+      return 0
+    fi
+    res pull "$im" "$wl" "$rep" "$(elapsed "$t0" "$t1")"
+    read -r us ss rss <<<"$("${LIB[@]}" time-fields "$tf")"
+    printf 'pmem\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$im" "$wl" "$rep" "$us" "$ss" "$rss" \
+      "$(awk -v a="$c0" -v b="$c1" -v h="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/h}')" >>"$XTSV"
+    say "    $job: user ${us}s sys ${ss}s, peak RSS $((rss / 1024)) MiB"
+    ((rep == 1)) && pull_check "$job" "$im" "$wl" "$out"
+    return 0
+  }
+  pull_check() { # JOB IMPL WORKLOAD OUTPUT (first rep, untimed): manifests of the layers for pull_compare
+    local job=$1 im=$2 wl=$3 out=$4 k id msg dirs=()
+    case $job in
+      floor)
+        for ((k = 1; k <= NL; k++)); do "${LIB[@]}" layer-manifest "$S/floor/$k" >"$PO/floor.$k.manifest"; done
+        id=sha256:$(sha256sum <"$S/floor/config.json" | cut -d' ' -f1)
+        if [[ $id == "$PID_WANT" ]]; then check "$wl" floor OK "$NL layers extracted, $(cat "$PO"/floor.*.manifest | wc -l) entries"
+        else check "$wl" floor FAIL "config digest $id, expected $PID_WANT"; fi;;
+      layerfs*)
+        id=$("${BIN[layerfs]}" --root "$S/layerfs" image inspect "$PREF" 2>>"$LOG" | jq -r '.[0].Id')
+        mapfile -t dirs < <("${BIN[layerfs]}" --root "$S/layerfs" image layers "$PREF" --format json 2>>"$LOG" | jq -r .Dir)
+        for ((k = 1; k <= ${#dirs[@]}; k++)); do "${LIB[@]}" layer-manifest "${dirs[$((k - 1))]}" >"$PO/$job.$k.manifest"; done
+        msg=""
+        [[ $id == "$PID_WANT" ]] || msg+="image ID $id, expected the config digest $PID_WANT; "
+        ((${#dirs[@]} == NL)) || msg+="${#dirs[@]} layer dirs, expected $NL; "
+        [[ $(tail -n1 "$out") == "$PREF" ]] || msg+="last line '$(tail -n1 "$out")', expected $PREF; "
+        grep -qx "Digest: $MDIG" "$out" || msg+="no 'Digest: $MDIG' line; "
+        if [[ -z $msg ]]; then echo "ok" >"$PO/$job.idcheck"; else echo "$msg" >"$PO/$job.idcheck"; fi;;
+      podman)
+        id=$(CONTAINERS_STORAGE_CONF=$PCONF podman --root "$S/podman/graph" --runroot "$S/podman/run" --tmpdir "$S/podman/tmp" \
+          --storage-driver overlay --events-backend none images -q --no-trunc 2>>"$LOG" | tr '\n' ' ')
+        if [[ $id == *"${PID_WANT#sha256:}"* ]]; then check "$wl" podman OK "image ID ${PID_WANT:7:12} listed"
+        else check "$wl" podman FAIL "podman images: '$id', expected $PID_WANT"; fi;;
+    esac
+  }
+  pull_compare() { # layerfs's layer dirs against the floor's extraction, entry by entry
+    local job k wl st msg nd
+    for job in layerfs layerfs-1; do
+      [[ -f $PO/$job.idcheck ]] || continue
+      wl=pull-big-${NL}layer; [[ $job == layerfs-1 ]] && wl+=-1-download
+      st=OK msg=""
+      [[ $(cat "$PO/$job.idcheck") == ok ]] || { st=FAIL; msg+="$(cat "$PO/$job.idcheck")"; }
+      if [[ ! -f $PO/floor.1.manifest ]]; then st=FAIL; msg+="no floor extraction to compare with; "; fi
+      for ((k = 1; k <= NL; k++)); do
+        [[ -f $PO/floor.$k.manifest ]] || break
+        if ! cmp -s "$PO/floor.$k.manifest" "$PO/$job.$k.manifest"; then
+          nd=$(diff "$PO/floor.$k.manifest" "$PO/$job.$k.manifest" 2>/dev/null | grep -c '^[<>]' || true)
+          st=FAIL; msg+="layer $k: $nd lines differ from the floor, e.g. $(diff "$PO/floor.$k.manifest" "$PO/$job.$k.manifest" 2>&1 | grep -m2 '^[<>]' | tr '\n\t' '  ' | cut -c1-200); "
+        fi
+      done
+      [[ $st == OK ]] && msg="image ID = config digest ${PID_WANT:7:12}, $NL layer dirs identical to the floor's extraction ($(cat "$PO"/floor.*.manifest | wc -l) entries: type, mode, owner, size, mtime, hard links, sha256; whiteouts and opaque dirs)"
+      check "$wl" layerfs "$st" "$msg"
+    done
+  }
+  PINFO=$P/img/image.json
+  PID_WANT=$(jq -r .image_id "$PINFO") MDIG=$(jq -r .manifest_digest "$PINFO") NL=$(jq '.layers | length' "$PINFO")
+  xmeta pull_gz_bytes "$(jq .gz_total "$PINFO")"
+  [[ -f $P/.pushed-${MDIG#sha256:} ]] || rm -rf "$P/registry"
+  reg_start || die "pull phase: docker-registry did not answer on /v2/ (see $OUT/registry.log)"
+  say "== pull phase: registry $REG (pid $REG_PID), storage $P/registry"
+  if [[ ! -f $P/.pushed-${MDIG#sha256:} ]]; then
+    skopeo copy -q --dest-tls-verify=false "oci:$P/img/oci:v1" "docker://$REG/bench/big:v1" >>"$LOG" 2>&1 ||
+      die "pull phase: skopeo copy to $REG failed (see $LOG)"
+    touch "$P/.pushed-${MDIG#sha256:}"
+  fi
+  got=$(curl -fsS -o /dev/null -D - -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+    "http://$REG/v2/bench/big/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+  [[ $got == "$MDIG" ]] || say "WARNING: the registry's manifest is $got, generated $MDIG (skopeo rewrote it?)"
+  PREF=$REG/bench/big:v1
+  S=$X/run/pstore
+  PCONF=$X/run/pull-storage.conf
+  cat >"$PCONF" <<EOC
+[storage]
+driver = "overlay"
+graphroot = "$S/podman/graph"
+runroot = "$S/podman/run"
+EOC
+  mkdir -p "$P/docker-config"
+  # no host configuration or credentials: loopback is insecure (plain HTTP) by default
+  PENV=(LAYERFS_CONFIG="$P/no-layerfs-config.json" DOCKER_CONFIG="$P/docker-config"
+        REGISTRY_AUTH_FILE="$P/no-auth.json")
+  PJOBS=(floor)
+  [[ " ${IMPLS[*]} " == *" layerfs "* ]] && PJOBS+=(layerfs layerfs-1)
+  if command -v podman >/dev/null; then PJOBS+=(podman); else skip "pull phase: podman not installed"; fi
+  xmeta pull_floor "curl of every blob at once, each | pigz -dc | tar -x into its own dir"
+  say "== pull phase: $REPS reps of ${PJOBS[*]} (fresh store, drop_caches before, sync in the timing)"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    mapfile -t order < <(rotate "$rep" "${PJOBS[@]}")
+    for job in "${order[@]}"; do pull_job "$job" "$rep"; done
+    if ((rep == 1)); then pull_compare; fi
+  done
+  pull_fresh
+  reg_stop
 fi
 
 # ------------------------------------------------------------------ report
