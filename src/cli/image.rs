@@ -377,13 +377,22 @@ fn ls(store: &Store, show: Show, digests: bool, filter: Option<&str>) -> CliResu
     Ok(())
 }
 
-/// (repository, tag) of every tag of an image; `<none>` twice for an untagged one.
+/// (repository, tag) of every tag of an image; a repository it has only a digest in (a
+/// pull by digest) with tag `<none>`, as docker lists it; `<none>` twice for an image with
+/// neither.
 fn repo_tags(img: &Image) -> Vec<(String, String)> {
     let mut entries: Vec<(String, String)> = img
         .tags
         .iter()
         .map(|r| (r.name.clone(), r.tag.clone()))
         .collect();
+    for d in &img.digests {
+        if let Some((name, _)) = d.split_once('@')
+            && !entries.iter().any(|(n, _)| n == name)
+        {
+            entries.push((name.to_string(), "<none>".into()));
+        }
+    }
     if entries.is_empty() {
         entries.push(("<none>".into(), "<none>".into()));
     }

@@ -280,7 +280,7 @@ impl Repo {
     /// Every tag of the repository (`/tags/list`, following `Link`).
     pub fn tags(&self) -> Result<Vec<String>> {
         let scope = self.pull_scope();
-        let first = format!("/v2/{}/tags/list?n=1000", self.path);
+        let first = format!("/v2/{}/tags/list", self.path);
         let what = format!("tags of {}", self.name());
         let mut out = Vec::new();
         paginate(&self.ep, &first, &scope, &what, |v| {
@@ -299,23 +299,35 @@ impl Repo {
 /// Every repository of a registry (`/v2/_catalog`, following `Link`), at most `limit`.
 pub fn catalog(ep: &Arc<Endpoint>, limit: usize) -> Result<Vec<String>> {
     let what = format!("catalog of {}", ep.name);
-    let mut out = Vec::new();
-    paginate(
-        ep,
-        "/v2/_catalog?n=1000",
-        "registry:catalog:*",
-        &what,
-        |v| {
+    // Distribution refuses a page size above its `catalog.maxentries` (even the default
+    // one, when `n` is left out): halve it until the registry takes it.
+    let mut n = 1000;
+    loop {
+        let mut out = Vec::new();
+        let first = format!("/v2/_catalog?n={n}");
+        let r = paginate(ep, &first, "registry:catalog:*", &what, |v| {
             let repos = v
                 .get("repositories")
                 .and_then(|t| t.as_array())
                 .cloned()
                 .unwrap_or_default();
             out.extend(repos.iter().filter_map(|t| t.as_str().map(str::to_string)));
-        },
-    )?;
-    out.truncate(limit);
-    Ok(out)
+        });
+        match r {
+            Err(Error::Status {
+                status: 400,
+                detail,
+                ..
+            }) if detail.contains("PAGINATION_NUMBER_INVALID") && n > 1 => {
+                n /= 2;
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {
+                out.truncate(limit);
+                return Ok(out);
+            }
+        }
+    }
 }
 
 /// GET `first`, give each page's JSON to `each`, and follow `Link: <next>; rel="next"`.

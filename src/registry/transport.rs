@@ -503,8 +503,8 @@ impl Read for BlobReader {
                     self.got += n as u64;
                     if self.got > self.size {
                         return Err(io::Error::other(format!(
-                            "{}: more bytes than the manifest's size {}",
-                            self.what, self.size
+                            "the registry sent more than the manifest's {} bytes",
+                            self.size
                         )));
                     }
                     return Ok(n);

@@ -239,9 +239,22 @@ impl Store {
         })
     }
 
-    /// What the user typed -> image ID: `name[:tag]`, full ID, `sha256:` ID or a unique
-    /// prefix of an ID.
+    /// What the user typed -> image ID: `name[:tag]`, `name@sha256:<manifest>` (a repo
+    /// digest), full ID, `sha256:` ID or a unique prefix of an ID.
     pub fn resolve(&self, s: &str, repos: &Repositories) -> Result<Digest> {
+        // `name[:tag]@sha256:...`: the image pulled by that manifest digest.
+        if let Some((name, digest)) = s.rsplit_once('@') {
+            let name = Ref::parse(name)?.name;
+            let d = Digest::parse(digest).map_err(|e| {
+                Error::invalid(format!("invalid reference {s:?}: digest {digest:?}: {e}"))
+            })?;
+            return repos
+                .repos
+                .get(&name)
+                .and_then(|m| m.get(&format!("{name}@{d}")))
+                .and_then(|v| Digest::parse(v).ok())
+                .ok_or_else(|| Error::not_found("image", s));
+        }
         if let Ok(r) = Ref::parse(s)
             && let Some(id) = repos.get(&r)
         {

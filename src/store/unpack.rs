@@ -124,6 +124,8 @@ pub fn unpack(input: Box<dyn Read + Send>, diff_dir: &Path, tarsplit: &Path) -> 
     let ts_file = File::create(tarsplit).io("creating", tarsplit)?;
     let gz =
         flate2::write::GzEncoder::new(io::BufWriter::new(ts_file), flate2::Compression::default());
+    // The record is written a JSON fragment at a time: batch them before the compressor.
+    let gz = io::BufWriter::with_capacity(64 * 1024, gz);
     let mut reader = TarReader::new(tar_hasher, Recorder::new(gz));
     let mut x = Extractor::new(root);
     if !x.privileged {
@@ -179,7 +181,13 @@ fn stream_error(e: io::Error) -> Error {
 }
 
 /// Flush the gzip'd tar-split record at `path` to disk.
-fn finish_record(gz: flate2::write::GzEncoder<io::BufWriter<File>>, path: &Path) -> Result<()> {
+fn finish_record(
+    gz: io::BufWriter<flate2::write::GzEncoder<io::BufWriter<File>>>,
+    path: &Path,
+) -> Result<()> {
+    let gz = gz
+        .into_inner()
+        .map_err(|e| Error::io("writing", path, e.into_error()))?;
     let bw = gz.finish().io("writing", path)?;
     let f = bw
         .into_inner()
