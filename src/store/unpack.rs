@@ -65,7 +65,7 @@ pub fn sniff(head: &[u8]) -> Compression {
 /// The decompressor, keeping the compressed reader reachable so it can be drained.
 enum Decoder<R: BufRead> {
     Plain(R),
-    Gzip(flate2::bufread::MultiGzDecoder<R>),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<R>>),
     Zstd(Box<zstd::stream::read::Decoder<'static, R>>),
 }
 
@@ -113,7 +113,7 @@ pub fn unpack(input: Box<dyn Read + Send>, diff_dir: &Path, tarsplit: &Path) -> 
     let compression = sniff(&head);
     let decoder = match compression {
         Compression::None => Decoder::Plain(br),
-        Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(br)),
+        Compression::Gzip => Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(br))),
         Compression::Zstd => Decoder::Zstd(Box::new(
             zstd::stream::read::Decoder::with_buffer(br).io("starting zstd on", STREAM)?,
         )),
