@@ -81,7 +81,8 @@ fn run_pull(root: Option<PathBuf>, c: PullCli) -> CliResult {
         threads: c.max_concurrent_downloads.max(1),
     };
     let store = open_store_with(root, c.quiet)?;
-    pull_and_print(&store, &session, &r, &opts, c.quiet, c.all_tags)
+    let out = Out { stderr: false };
+    pull_and_print(&store, &session, &r, &opts, c.quiet, c.all_tags, out)
 }
 
 /// Where pull lines go: stdout for `pull`, stderr when another verb pulls first (its own
@@ -101,27 +102,8 @@ impl Out {
     }
 }
 
-/// Pull `r` (or all its tags) and print docker's lines.
+/// Pull `r` (or all its tags) and print docker's lines to `out`.
 fn pull_and_print(
-    store: &Store,
-    session: &Session,
-    r: &Reference,
-    opts: &PullOptions,
-    quiet: bool,
-    all_tags: bool,
-) -> CliResult {
-    pull_printing(
-        store,
-        session,
-        r,
-        opts,
-        quiet,
-        all_tags,
-        Out { stderr: false },
-    )
-}
-
-fn pull_printing(
     store: &Store,
     session: &Session,
     r: &Reference,
@@ -212,7 +194,7 @@ pub fn ensure_image(root: Option<PathBuf>, image: &str, policy: PullPolicy) -> C
     }
     let r = Reference::parse(image)?;
     let session = Session::discover(None)?;
-    pull_printing(
+    pull_and_print(
         &store,
         &session,
         &r,
