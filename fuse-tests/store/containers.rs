@@ -130,8 +130,25 @@ fn create_ls_rename_rm_prune() {
     assert_eq!(js.lines().count(), 2);
     let e = st.fail(&["container", "create", "sample:1", "--name", "web"]);
     assert!(e.contains("already in use"), "{e}");
-    let e = st.fail(&["container", "create", "nosuch"]);
+    let images = st.image_count();
+    let e = st.fail(&["container", "create", "--pull", "never", "nosuch"]);
     assert!(e.contains("no such image: nosuch"), "{e}");
+    // As `docker create`: a missing image is pulled first (docker.io here, which fails
+    // offline or has no such repository; either way the error names the reference).
+    let o = st.run(&["container", "create", "nosuch"]);
+    assert_ne!(o.code, 0, "a pull of nosuch cannot succeed: {}", o.stdout);
+    let e = o.stderr;
+    assert!(
+        e.contains("Unable to find image 'nosuch:latest' locally")
+            && e.contains("layerfs: pull docker.io/library/nosuch"),
+        "{e}"
+    );
+    assert_eq!(st.image_count(), images, "a failed pull adds no image");
+    assert_eq!(
+        count(&st.root.join("tmp")),
+        0,
+        "a failed pull leaves no staging"
+    );
     // Layout: layerdb/mounts/<id> and overlay2/<id>/{diff,work,merged,link,lower}.
     let m = st.root.join("image/overlay2/layerdb/mounts").join(&id);
     assert_eq!(

@@ -190,9 +190,11 @@ pub fn ensure_image(root: Option<PathBuf>, image: &str, policy: PullPolicy) -> C
         if store.resolve(image, &repos).is_ok() {
             return Ok(());
         }
-        eprintln!("Unable to find image '{image}' locally");
     }
     let r = Reference::parse(image)?;
+    if policy == PullPolicy::Missing {
+        eprintln!("Unable to find image '{}' locally", familiar(&r));
+    }
     let session = Session::discover(None)?;
     pull_and_print(
         &store,
