@@ -35,3 +35,4 @@ pub mod registry;
 pub mod store;
 pub mod sys;
 pub mod transfer;
+pub mod workers;

@@ -5,7 +5,7 @@ use super::{CliError, CliResult};
 use crate::registry::client;
 use crate::registry::credentials::Credential;
 use crate::registry::reference::{DOCKER_HUB, normalize_registry};
-use crate::registry::session::{Session, Source};
+use crate::registry::session::{Session, Source, origin};
 use crate::registry::transport::{Body, Call};
 use clap::Parser;
 use std::ffi::OsString;
@@ -98,7 +98,7 @@ fn login(c: LoginCli) -> CliResult {
         )));
     }
     let session = Session::discover(c.tls_verify)?;
-    let src = origin(&session, &registry);
+    let src = origin(&registry);
     let cred = Credential::new(username, password);
     let ep = session
         .connect_with(&src, Some(cred.clone()))
@@ -114,15 +114,6 @@ fn login(c: LoginCli) -> CliResult {
     }
     println!("Login Succeeded");
     Ok(())
-}
-
-/// The registry itself (not a mirror).
-fn origin(session: &Session, registry: &str) -> Source {
-    session.sources(registry).pop().unwrap_or_else(|| Source {
-        name: registry.into(),
-        address: registry.into(),
-        mirror: false,
-    })
 }
 
 /// The first line of stdin, without its line end (docker's `--password-stdin`).

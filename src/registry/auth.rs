@@ -102,8 +102,6 @@ pub struct Auth {
     cred: Option<Credential>,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, Token>>,
-    /// How many tokens were fetched (tests check reuse through the server's count).
-    fetched: std::sync::atomic::AtomicUsize,
 }
 
 /// How a token is asked for.
@@ -128,7 +126,6 @@ impl Auth {
             cred,
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
-            fetched: Default::default(),
         }
     }
 
@@ -215,8 +212,6 @@ impl Auth {
         };
         let (value, ttl) = parse_token(&body)
             .map_err(|why| Error::Unauthorized(format!("token server {realm}: {why}")))?;
-        self.fetched
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Renew a little early: a token must not expire between our check and its use.
         let until = Instant::now() + ttl.saturating_sub(Duration::from_secs(10));
         if let Ok(mut g) = self.tokens.lock() {

@@ -16,12 +16,10 @@ const MANIFEST_LIMIT: u64 = 4 << 20;
 /// Configs are read into memory; larger ones are refused.
 const CONFIG_LIMIT: u64 = 64 << 20;
 
-/// A manifest as fetched: parsed, its bytes and digest.
+/// A manifest as fetched: parsed, and the digest of its bytes.
 pub struct Fetched {
     pub manifest: Manifest,
-    pub bytes: Vec<u8>,
     pub digest: Digest,
-    pub media_type: String,
 }
 
 /// One repository (`team/app`) on an endpoint.
@@ -29,14 +27,6 @@ pub struct Fetched {
 pub struct Repo {
     pub ep: Arc<Endpoint>,
     pub path: String,
-}
-
-/// What a blob upload did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Upload {
-    Exists,
-    Mounted(String),
-    Pushed,
 }
 
 impl Repo {
@@ -92,18 +82,7 @@ impl Repo {
             )));
         }
         let manifest = manifest::parse(ct.as_deref(), &bytes, &what)?;
-        let media_type = match &manifest {
-            Manifest::Image(m) => m.media_type.clone(),
-            Manifest::Index(i) => i.media_type.clone(),
-        }
-        .or(ct.map(|c| c.split(';').next().unwrap_or("").trim().to_string()))
-        .unwrap_or_default();
-        Ok(Fetched {
-            manifest,
-            bytes,
-            digest,
-            media_type,
-        })
+        Ok(Fetched { manifest, digest })
     }
 
     /// A small blob (a config) read whole and checked against its digest.

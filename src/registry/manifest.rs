@@ -201,15 +201,19 @@ fn variant_of(p: &Platform) -> Option<&str> {
     }
 }
 
+/// Whether an image of platform `have` is one of `want`: same OS and architecture, and the
+/// variant when `want` names one (arm64 means arm64/v8).
+pub fn satisfies(have: &Platform, want: &Platform) -> bool {
+    have.os == want.os
+        && normalize_arch(&have.architecture) == want.architecture
+        && (want.variant.is_none() || variant_of(have) == variant_of(want))
+}
+
 /// The index entry for `want`: same OS and architecture; the variant must match when one is
 /// asked for (arm64 means arm64/v8). Attestations (`unknown/unknown`) are never chosen. The
 /// error lists the platforms the index has.
 pub fn select<'a>(index: &'a Index, want: &Platform, what: &str) -> Result<&'a Descriptor> {
-    let matches = |p: &Platform| {
-        p.os == want.os
-            && normalize_arch(&p.architecture) == want.architecture
-            && (want.variant.is_none() || variant_of(p) == variant_of(want))
-    };
+    let matches = |p: &Platform| satisfies(p, want);
     let candidates: Vec<&Descriptor> = index
         .manifests
         .iter()

@@ -53,7 +53,8 @@ impl Session {
         &self.creds
     }
 
-    /// The sources of a registry named in a reference: its mirrors first for `docker.io`.
+    /// The sources of a registry named in a reference: its mirrors first for `docker.io`,
+    /// the registry itself last.
     pub fn sources(&self, registry: &str) -> Vec<Source> {
         let mut out = Vec::new();
         if registry == DOCKER_HUB {
@@ -65,26 +66,13 @@ impl Session {
                 });
             }
         }
-        out.push(Source {
-            name: registry.to_string(),
-            address: if registry == DOCKER_HUB {
-                DOCKER_HUB_API.to_string()
-            } else {
-                registry.to_string()
-            },
-            mirror: false,
-        });
+        out.push(origin(registry));
         out
     }
 
     /// The registry itself (no mirror), connected once per session.
     pub fn endpoint(&self, registry: &str) -> Result<Arc<Endpoint>> {
-        let src = self.sources(registry).pop().unwrap_or(Source {
-            name: registry.into(),
-            address: registry.into(),
-            mirror: false,
-        });
-        self.connect(&src)
+        self.connect(&origin(registry))
     }
 
     /// Connect to a source (or reuse the connection), with its stored credentials.
@@ -125,6 +113,19 @@ impl Session {
             system_roots: tls::system_roots(),
             credential: cred,
         })
+    }
+}
+
+/// A registry itself as a source: `docker.io` is reached at its API host.
+pub fn origin(registry: &str) -> Source {
+    Source {
+        name: registry.to_string(),
+        address: if registry == DOCKER_HUB {
+            DOCKER_HUB_API.to_string()
+        } else {
+            registry.to_string()
+        },
+        mirror: false,
     }
 }
 

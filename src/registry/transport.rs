@@ -93,20 +93,13 @@ fn agent(tls: TlsConfig) -> ureq::Agent {
 impl Endpoint {
     /// Connect: pick the scheme, ping `/v2/`, and learn the challenge.
     pub fn connect(spec: Spec) -> Result<Endpoint> {
-        let (schemes, explicit): (Vec<&str>, Option<String>) =
-            if spec.address.starts_with("http://") || spec.address.starts_with("https://") {
-                (vec![], Some(spec.address.trim_end_matches('/').to_string()))
-            } else if spec.insecure {
-                (vec!["https", "http"], None)
-            } else {
-                (vec!["https"], None)
-            };
-        let bases: Vec<String> = match explicit {
-            Some(b) => vec![b],
-            None => schemes
-                .iter()
-                .map(|s| format!("{s}://{}", spec.address))
-                .collect(),
+        let a = &spec.address;
+        let bases: Vec<String> = if a.starts_with("http://") || a.starts_with("https://") {
+            vec![a.trim_end_matches('/').to_string()]
+        } else if spec.insecure {
+            vec![format!("https://{a}"), format!("http://{a}")]
+        } else {
+            vec![format!("https://{a}")]
         };
         let tls = tls_config(&spec);
         let agent = agent(tls);
@@ -470,7 +463,7 @@ impl BlobReader {
             io::copy(&mut (&mut body).take(from), &mut io::sink()).map_err(|e| {
                 Error::Transport {
                     what: self.what.clone(),
-                    cause: e.to_string(),
+                    cause: format!("skipping the {from} bytes already read: {e}"),
                 }
             })?;
         }
@@ -480,14 +473,24 @@ impl BlobReader {
     fn resume(&mut self, why: &str) -> io::Result<()> {
         if self.resumes >= 5 {
             return Err(io::Error::other(format!(
-                "{}: the transfer broke off at {} of {} bytes ({why}), 5 times",
-                self.what, self.got, self.size
+                "the transfer broke off at {} of {} bytes ({why}), 5 times",
+                self.got, self.size
             )));
         }
         self.resumes += 1;
         log::info!("{}: resuming at byte {} ({why})", self.what, self.got);
-        self.body = Some(self.request(self.got).map_err(io::Error::other)?);
-        Ok(())
+        match self.request(self.got) {
+            Ok(b) => {
+                self.body = Some(b);
+                Ok(())
+            }
+            // Nothing from there on: the registry's blob is shorter than the manifest says.
+            Err(e) if e.status() == Some(416) => Err(io::Error::other(format!(
+                "the registry has only {} bytes of a blob the manifest says is {} bytes",
+                self.got, self.size
+            ))),
+            Err(e) => Err(io::Error::other(e)),
+        }
     }
 }
 

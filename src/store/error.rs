@@ -34,6 +34,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// Where the blobs come from failed (a registry, for a pull): its error, kept whole.
+    #[error(transparent)]
+    Source(Box<dyn std::error::Error + Send + Sync>),
     /// An error with the step it happened in ("commit c1", "layer sha256:ab..").
     #[error("{context}: {source}")]
     Context {

@@ -212,32 +212,16 @@ impl Store {
             self.progress
                 .layer(&l.member, LayerEvent::Queued(blobs.size(&l.member)));
         }
-        let threads = threads.max(1);
-        let mut results: Vec<Option<Result<Staged>>> = (0..todo.len()).map(|_| None).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots = std::sync::Mutex::new(&mut results);
-        std::thread::scope(|s| {
-            for _ in 0..threads.min(todo.len()) {
-                s.spawn(|| {
-                    loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        if k >= todo.len() {
-                            break;
-                        }
-                        let i = todo[k];
-                        let r = self.stage_one(blobs, src, i, &diff_ids[i]);
-                        let ev = if r.is_ok() {
-                            LayerEvent::Done
-                        } else {
-                            LayerEvent::Failed
-                        };
-                        self.progress.layer(&src.layers[i].member, ev);
-                        if let Ok(mut g) = slots.lock() {
-                            g[k] = Some(r);
-                        }
-                    }
-                });
-            }
+        let results = crate::workers::map_indexed(todo.len(), threads, |k| {
+            let i = todo[k];
+            let r = self.stage_one(blobs, src, i, &diff_ids[i]);
+            let ev = if r.is_ok() {
+                LayerEvent::Done
+            } else {
+                LayerEvent::Failed
+            };
+            self.progress.layer(&src.layers[i].member, ev);
+            r
         });
         if !todo.is_empty() {
             self.progress.finish();

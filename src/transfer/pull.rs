@@ -192,25 +192,12 @@ fn check_platform(config: &[u8], want: &Platform, r: &Reference) -> Result<()> {
         variant: Some(field("variant")).filter(|v| !v.is_empty()),
         os_version: None,
     };
-    let index = manifest::Index {
-        schema_version: 2,
-        media_type: None,
-        manifests: vec![manifest::Descriptor {
-            media_type: manifest::OCI_MANIFEST.into(),
-            digest: Digest::of(config),
-            size: config.len() as u64,
-            urls: vec![],
-            platform: Some(have.clone()),
-            annotations: None,
-        }],
-    };
-    manifest::select(&index, want, &r.to_string())
-        .map(|_| ())
-        .map_err(|_| {
-            Error::Registry(crate::registry::Error::invalid(format!(
-                "{r} was found but is for {have}, not the platform {want} asked for"
-            )))
-        })
+    if manifest::satisfies(&have, want) {
+        return Ok(());
+    }
+    Err(Error::Registry(crate::registry::Error::invalid(format!(
+        "{r} was found but is for {have}, not the platform {want} asked for"
+    ))))
 }
 
 /// Only container images: a config of docker's or OCI's type, layers we can unpack.
@@ -249,7 +236,7 @@ impl Blobs for RegistryBlobs {
         let r = self
             .repo
             .blob(&d.digest, d.size, &d.urls)
-            .map_err(|e| crate::store::error::Error::invalid(e.to_string()))?;
+            .map_err(|e| crate::store::error::Error::Source(Box::new(e)))?;
         Ok(Box::new(r))
     }
     fn exists(&self, name: &str) -> crate::store::error::Result<bool> {

@@ -82,7 +82,7 @@ pub fn push(
     for d in &diff_ids {
         report.layer(&short(d), &PushEvent::Preparing);
     }
-    let layers = parallel(diff_ids.len(), 3, |i| {
+    let layers = crate::workers::map_indexed(diff_ids.len(), 3, |i| {
         let ctx = |e: Error| context(e, &format!("layer {}", diff_ids[i]));
         push_layer(
             store,
@@ -95,7 +95,14 @@ pub fn push(
             report,
         )
         .map_err(ctx)
-    })?;
+    })
+    .into_iter()
+    .map(|r| {
+        r.unwrap_or_else(|| {
+            Err(crate::store::error::Error::invalid("a layer upload worker failed").into())
+        })
+    })
+    .collect::<Result<Vec<_>>>()?;
     let cfg_digest = repo.upload_bytes(&config)?;
     let (m, manifest_type) = manifest_of(layers, cfg_digest, config.len() as u64);
     let bytes = serde_json::to_vec_pretty(&m)
@@ -302,37 +309,6 @@ fn write_compressed(
             enc.finish().and_then(|mut w| w.flush()).map_err(io)
         }
     }
-}
-
-/// Run `f(0..n)` on up to `threads` threads; results in order, the first error wins.
-fn parallel<T: Send>(
-    n: usize,
-    threads: usize,
-    f: impl Fn(usize) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: std::sync::Mutex<Vec<Option<Result<T>>>> =
-        std::sync::Mutex::new((0..n).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(n) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if i >= n {
-                        break;
-                    }
-                    let r = f(i);
-                    if let Ok(mut g) = slots.lock() {
-                        g[i] = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    let all = slots.into_inner().unwrap_or_default();
-    all.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(Error::Sources("a push worker failed".into()))))
-        .collect()
 }
 
 #[cfg(test)]
