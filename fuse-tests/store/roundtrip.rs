@@ -8,6 +8,7 @@
 
 mod errors;
 mod random;
+mod redirects;
 
 use super::build::{self, Layer};
 use super::util::*;

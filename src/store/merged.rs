@@ -70,6 +70,20 @@ fn change(p: &Path, kind: char) -> Change {
     }
 }
 
+/// Whether `here` (an entry of a container's stack: its upper on top of the image) is the
+/// image's entry `image` itself: the same layer file at the same path, and for a directory
+/// the same contributing dirs (the image's stack is the container's minus its upper).
+fn same_entry(here: &Node, image: &Node) -> bool {
+    here.layer == image.layer + 1
+        && here.src == image.src
+        && here.sources.len() == image.sources.len()
+        && here
+            .sources
+            .iter()
+            .zip(&image.sources)
+            .all(|(h, i)| h.0 == i.0 + 1 && h.1 == i.1)
+}
+
 /// An entry of the upper dir that the merged view no longer has: the container changed
 /// while it was read.
 fn vanished(upper: &Path, rel: &Path) -> Error {
@@ -190,8 +204,9 @@ impl Stack {
 
     /// `container diff` of this stack (top = the container's upper) against `lower` (the
     /// image alone): A/C/D per path, sorted. Every path of the image the container no
-    /// longer shows is D at its topmost such ancestor; a renamed directory is A with
-    /// everything under it (its old path is D by the rule before).
+    /// longer shows is D at its topmost such ancestor; a renamed directory is A (C over an
+    /// image entry) and what it shows is set against the image at its new path (its old
+    /// path is D by the rule before).
     pub fn diff(&self, lower: &Stack) -> Result<Vec<Change>> {
         let mut out = Vec::new();
         let (here, below) = (self.root()?, lower.root()?);
@@ -228,15 +243,44 @@ impl Stack {
             // whited out, or hidden without a whiteout per name (an opaque or renamed dir,
             // a dir inside one, a non-directory put in its place).
             self.hidden_children(lower, under.as_ref(), &here, out)?;
-            if is_dir(&st) && self.top_markers(&p)?.1 {
-                // Renamed here: everything under it is new at this path.
-                out.push(change(&p, 'A'));
-                self.added_subtree(&here, out)?;
+            out.push(change(&p, if under.is_some() { 'C' } else { 'A' }));
+            if !is_dir(&st) {
                 continue;
             }
-            out.push(change(&p, if under.is_some() { 'C' } else { 'A' }));
-            if is_dir(&st) {
+            if self.top_markers(&p)?.1 {
+                // Renamed here (or left marked by a rename that failed, as the kernel
+                // leaves it): its children come from wherever it came from.
+                self.diff_merged(lower, &here, under.as_ref(), out)?;
+            } else {
                 self.diff_dir(lower, &here, under.as_ref(), out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The changes under `dir`, a directory of a redirected subtree: its children may come
+    /// from any path of the lower layers, so every merged child is set against the image's
+    /// entry at the same path (`below`), not only what the upper records.
+    fn diff_merged(
+        &self,
+        lower: &Stack,
+        dir: &Node,
+        below: Option<&Node>,
+        out: &mut Vec<Change>,
+    ) -> Result<()> {
+        for c in self.children(dir)? {
+            let under = match below.filter(|b| is_dir(&b.st)) {
+                Some(b) => lower.child(b, c.rel.file_name().unwrap_or_default())?,
+                None => None,
+            };
+            if under.as_ref().is_some_and(|u| same_entry(&c, u)) {
+                // The image's own entry at its own path, and so all under it.
+                continue;
+            }
+            self.hidden_children(lower, under.as_ref(), &c, out)?;
+            out.push(change(&c.rel, if under.is_some() { 'C' } else { 'A' }));
+            if is_dir(&c.st) {
+                self.diff_merged(lower, &c, under.as_ref(), out)?;
             }
         }
         Ok(())
@@ -260,16 +304,6 @@ impl Stack {
                 .is_none()
             {
                 out.push(change(&c.rel, 'D'));
-            }
-        }
-        Ok(())
-    }
-
-    fn added_subtree(&self, node: &Node, out: &mut Vec<Change>) -> Result<()> {
-        for c in self.children(node)? {
-            out.push(change(&c.rel, 'A'));
-            if is_dir(&c.st) {
-                self.added_subtree(&c, out)?;
             }
         }
         Ok(())
