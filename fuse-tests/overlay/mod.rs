@@ -9,6 +9,7 @@ mod lookup;
 mod namespace;
 mod pjdfs;
 mod random;
+mod stats;
 mod stress;
 mod tools;
 mod unpriv;

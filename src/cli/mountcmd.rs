@@ -26,6 +26,7 @@ Usage: layerfs mount [-f] [-d] -o OPTIONS [SOURCE] MOUNTPOINT
      timeout=SECONDS       kernel entry/attr cache timeout (default 86400)
      threads=N             worker threads (default: CPUs, at least 2)
      remove_on_unmount=DIR delete DIR once the mount is gone (a throwaway upper)
+     stats=FILE            write request counters to FILE on SIGUSR1 and at unmount
      fsname=NAME, context=..., fscontext=..., defcontext=..., rootcontext=...
   Accepted and ignored (as fuse-overlayfs): defaults, relatime, default_permissions,
   fast_ino, writeback, noacl, static_nlink, volatile, threaded, x-*, ...";

@@ -1,8 +1,10 @@
 //! The thin FUSE adapter: `impl fuser::Filesystem` over [`OverlayFs`]. Each method
-//! converts arguments, calls the overlay, and replies. The one piece of state kept here
-//! is FUSE passthrough bookkeeping (one backing file per inode while it is open).
+//! counts the request ([`stats`]), converts arguments, calls the overlay, and replies.
+//! The state kept here: FUSE passthrough bookkeeping ([`passthrough`]) and the counters.
 
 mod convert;
+mod passthrough;
+pub mod stats;
 
 use crate::overlay::fileops::SetAttr;
 use crate::overlay::{Attr, Ctx, Errno, OverlayFs, Res};
@@ -15,19 +17,14 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use passthrough::Backing;
+use stats::{Op, Stats};
 use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
-
-/// One passthrough backing file shared by every open of an inode.
-struct Backing {
-    id: fuser::BackingId,
-    upper: bool,
-    opens: usize,
-}
 
 /// The FUSE face of an overlay.
 pub struct LayerFs {
@@ -40,6 +37,8 @@ pub struct LayerFs {
     fh_backing: DashMap<u64, u64>,
     /// Set once the session exists: for telling the kernel to drop stale names.
     notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+    /// Request counters (`-o stats=FILE`, SIGUSR1).
+    stats: Arc<Stats>,
 }
 
 impl LayerFs {
@@ -48,9 +47,11 @@ impl LayerFs {
         timeout: f64,
         passthrough: bool,
         notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+        stats: Arc<Stats>,
     ) -> LayerFs {
         LayerFs {
             notifier,
+            stats,
             fs,
             ttl: Duration::from_secs_f64(timeout),
             want_passthrough: passthrough,
@@ -65,80 +66,6 @@ impl LayerFs {
     fn entry_ttl(&self, a: &Attr) -> &Duration {
         const NONE: Duration = Duration::ZERO;
         if a.shared_lower { &NONE } else { &self.ttl }
-    }
-
-    /// Reply to an open: passthrough when allowed and consistent with other opens of
-    /// the inode, else through the daemon.
-    fn reply_open(&self, ino: u64, fh: u64, upper: bool, reply: ReplyOpen) {
-        if self.passthrough.load(Ordering::Relaxed) {
-            match self.attach_backing(ino, fh, upper, |f| reply.open_backing(f)) {
-                Ok(true) => {
-                    // We hold a reference: the backing cannot go away under us.
-                    if let Some(b) = self.backings.get(&ino) {
-                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b.id);
-                        return;
-                    }
-                    reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
-                }
-                Ok(false) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
-                Err(_) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-            }
-        } else {
-            reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
-        }
-    }
-
-    /// Take a reference on the inode's backing file, creating it if needed. `Ok(false)`:
-    /// the inode's backing is the other copy (a reader still on the lower file after a
-    /// copy-up), so this open must not use passthrough.
-    fn attach_backing(
-        &self,
-        ino: u64,
-        fh: u64,
-        upper: bool,
-        open_backing: impl FnOnce(&std::fs::File) -> io::Result<fuser::BackingId>,
-    ) -> io::Result<bool> {
-        let mut entry = match self.backings.entry(ino) {
-            dashmap::Entry::Occupied(o) => o,
-            dashmap::Entry::Vacant(v) => {
-                let (file, file_upper) = self.fs.backing_file(ino)?;
-                if file_upper != upper {
-                    return Ok(false);
-                }
-                match open_backing(&file) {
-                    Ok(id) => {
-                        v.insert(Backing {
-                            id,
-                            upper,
-                            opens: 1,
-                        });
-                        self.fh_backing.insert(fh, ino);
-                        return Ok(true);
-                    }
-                    Err(e) => {
-                        log::info!("FUSE passthrough refused ({e}); serving reads ourselves");
-                        self.passthrough.store(false, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                }
-            }
-        };
-        let b = entry.get_mut();
-        if b.upper != upper {
-            return Ok(false);
-        }
-        b.opens += 1;
-        self.fh_backing.insert(fh, ino);
-        Ok(true)
-    }
-
-    fn detach_backing(&self, fh: u64) {
-        if let Some((_, ino)) = self.fh_backing.remove(&fh) {
-            self.backings.remove_if_mut(&ino, |_, b| {
-                b.opens -= 1;
-                b.opens == 0
-            });
-        }
     }
 
     /// Answer a request that returns nothing, after telling the kernel what it changed.
@@ -223,6 +150,7 @@ fn reply_xattr(fs: &OverlayFs, r: Res<Vec<u8>>, size: u32, reply: ReplyXattr) {
 
 impl Filesystem for LayerFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _t = self.stats.start(Op::Init);
         let _ = config.set_max_write(1 << 20);
         let _ = config.add_capabilities(
             InitFlags::FUSE_DO_READDIRPLUS
@@ -244,25 +172,39 @@ impl Filesystem for LayerFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _t = self.stats.start(Op::Lookup);
         match self.fs.lookup(parent.0, name) {
             // A name that is not there stays absent until a request through this mount
             // creates it (the layers below do not change under a mount, and every change
             // layerfs makes goes through the kernel's dentry cache), so the kernel may
             // cache the miss: node id 0 with a timeout is a negative entry. Creation with
             // O_EXCL, mkdir, mknod and rename targets revalidate it anyway.
-            Err(Errno::ENOENT) => reply.entry(&self.ttl, &NEGATIVE, Generation(0)),
-            r => self.reply_entry(r, reply),
+            Err(Errno::ENOENT) => {
+                _t.failed();
+                reply.entry(&self.ttl, &NEGATIVE, Generation(0))
+            }
+            r => {
+                if r.is_err() {
+                    _t.failed();
+                }
+                self.reply_entry(r, reply)
+            }
         }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _t = self.stats.start(Op::Forget);
         self.fs.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _t = self.stats.start(Op::Getattr);
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
-            Err(e) => reply.error(err(e)),
+            Err(e) => {
+                _t.failed();
+                reply.error(err(e))
+            }
         }
     }
 
@@ -284,6 +226,7 @@ impl Filesystem for LayerFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _t = self.stats.start(Op::Setattr);
         let a = SetAttr {
             mode,
             uid,
@@ -303,6 +246,7 @@ impl Filesystem for LayerFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _t = self.stats.start(Op::Readlink);
         match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())),
             Err(e) => reply.error(err(e)),
@@ -319,6 +263,7 @@ impl Filesystem for LayerFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _t = self.stats.start(Op::Mknod);
         self.new_entry(
             &Self::ctx(req, umask),
             parent,
@@ -340,6 +285,7 @@ impl Filesystem for LayerFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _t = self.stats.start(Op::Mkdir);
         self.new_entry(
             &Self::ctx(req, umask),
             parent,
@@ -350,11 +296,13 @@ impl Filesystem for LayerFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.stats.start(Op::Unlink);
         let r = self.fs.unlink(parent.0, name);
         self.flushed_empty(r, reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.stats.start(Op::Rmdir);
         let r = self.fs.rmdir(parent.0, name);
         self.flushed_empty(r, reply);
     }
@@ -367,6 +315,7 @@ impl Filesystem for LayerFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _t = self.stats.start(Op::Symlink);
         let kind = crate::overlay::dirops::NewKind::Symlink {
             target: target.as_os_str(),
         };
@@ -383,6 +332,7 @@ impl Filesystem for LayerFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _t = self.stats.start(Op::Rename);
         let r = self
             .fs
             .rename(parent.0, name, newparent.0, newname, flags.bits());
@@ -397,12 +347,14 @@ impl Filesystem for LayerFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _t = self.stats.start(Op::Link);
         let r = self.fs.link(ino.0, newparent.0, newname);
         self.flush_invalidations();
         self.reply_entry(r, reply);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _t = self.stats.start(Op::Open);
         let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
         let pinned_lower = self.backings.get(&ino.0).is_some_and(|b| !b.upper);
         if pinned_lower && (write || self.fs.is_upper(ino.0)) {
@@ -444,6 +396,7 @@ impl Filesystem for LayerFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _t = self.stats.start(Op::Read);
         match self.fs.read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(err(e)),
@@ -462,6 +415,7 @@ impl Filesystem for LayerFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _t = self.stats.start(Op::Write);
         let kill = write_flags
             .contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
             .then(|| Self::ctx(req, 0));
@@ -486,6 +440,7 @@ impl Filesystem for LayerFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.stats.start(Op::Release);
         self.detach_backing(fh.0);
         self.fs.release(fh.0);
         reply.ok();
@@ -499,10 +454,12 @@ impl Filesystem for LayerFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.stats.start(Op::Fsync);
         empty(reply, self.fs.fsync(fh.0, datasync))
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _t = self.stats.start(Op::Opendir);
         match self.fs.opendir(ino.0) {
             // The kernel may cache listings: every change goes through us, and it drops
             // a directory's cache when one of our replies changes that directory.
@@ -522,6 +479,7 @@ impl Filesystem for LayerFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _t = self.stats.start(Op::Readdir);
         let entries = match self.fs.readdir(fh.0, offset, offset == 0) {
             Ok(e) => e,
             Err(e) => return reply.error(err(e)),
@@ -542,10 +500,12 @@ impl Filesystem for LayerFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _t = self.stats.start(Op::Readdirplus);
         let entries = match self.fs.readdir(fh.0, offset, offset == 0) {
             Ok(e) => e,
             Err(e) => return reply.error(err(e)),
         };
+        let mut sent = 0;
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             let dots = e.name == "." || e.name == "..";
             let a = if dots {
@@ -570,7 +530,9 @@ impl Filesystem for LayerFs {
                 }
                 break;
             }
+            sent += 1;
         }
+        self.stats.plus_entries(sent);
         reply.ok();
     }
 
@@ -582,6 +544,7 @@ impl Filesystem for LayerFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _t = self.stats.start(Op::Releasedir);
         self.fs.releasedir(fh.0);
         reply.ok();
     }
@@ -594,10 +557,12 @@ impl Filesystem for LayerFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.stats.start(Op::Fsyncdir);
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _t = self.stats.start(Op::Statfs);
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.f_blocks,
@@ -623,6 +588,7 @@ impl Filesystem for LayerFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _t = self.stats.start(Op::Setxattr);
         let r = self.fs.setxattr(ino.0, name, value, flags);
         self.flush_invalidations();
         match r {
@@ -632,14 +598,21 @@ impl Filesystem for LayerFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        reply_xattr(&self.fs, self.fs.getxattr(ino.0, name), size, reply);
+        let _t = self.stats.start(Op::Getxattr);
+        let r = self.fs.getxattr(ino.0, name);
+        if r.is_err() {
+            _t.failed();
+        }
+        reply_xattr(&self.fs, r, size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _t = self.stats.start(Op::Listxattr);
         reply_xattr(&self.fs, self.fs.listxattr(ino.0), size, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.stats.start(Op::Removexattr);
         let r = self.fs.removexattr(ino.0, name);
         self.flush_invalidations();
         match r {
@@ -649,6 +622,7 @@ impl Filesystem for LayerFs {
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        let _t = self.stats.start(Op::Access);
         // default_permissions: the kernel checks modes itself.
         reply.ok();
     }
@@ -663,6 +637,7 @@ impl Filesystem for LayerFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _t = self.stats.start(Op::Create);
         let r = self
             .fs
             .create(&Self::ctx(req, umask), parent.0, name, mode, flags);
@@ -716,6 +691,7 @@ impl Filesystem for LayerFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _t = self.stats.start(Op::Fallocate);
         empty(reply, self.fs.fallocate(fh.0, mode, offset, length))
     }
 
@@ -728,6 +704,7 @@ impl Filesystem for LayerFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        let _t = self.stats.start(Op::Lseek);
         match self.fs.lseek(fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(err(e)),

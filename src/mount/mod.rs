@@ -13,6 +13,7 @@ pub use plan::MountPlan;
 
 use crate::format::idmap::IdMapper;
 use crate::fuse::LayerFs;
+use crate::fuse::stats::Stats;
 use crate::overlay::{Config, OverlayFs};
 use crate::sys;
 use fuser::{MountOption, SessionACL};
@@ -111,6 +112,9 @@ pub fn to_option_string(plan: &MountPlan, o: &MountOptions) -> String {
             "remove_on_unmount={}",
             escape_path(d).replace("\\:", ":")
         ));
+    }
+    if let Some(f) = &o.stats {
+        v.push(format!("stats={}", escape_path(f).replace("\\:", ":")));
     }
     v.join(",")
 }
@@ -323,6 +327,7 @@ fn mount_session(
     req: &MountRequest,
     fs: &Arc<OverlayFs>,
     notifier: &Arc<std::sync::OnceLock<fuser::Notifier>>,
+    stats: &Arc<Stats>,
     mut config: fuser::Config,
 ) -> Result<fuser::Session<LayerFs>, String> {
     let o = &req.options;
@@ -332,6 +337,7 @@ fn mount_session(
             o.timeout,
             o.passthrough,
             Arc::clone(notifier),
+            Arc::clone(stats),
         )
     };
     let mut first = fuser::Session::new(adapter(), &req.mountpoint, &config);
@@ -360,22 +366,51 @@ fn mount_session(
     })
 }
 
-/// A thread that unmounts `mountpoint` on the first termination signal.
-fn unmount_on_signal(mountpoint: &Path, signals: sys::BlockedSignals) -> Result<(), String> {
+/// A thread that writes the request counters on SIGUSR1 and unmounts `mountpoint` on
+/// the first termination signal.
+fn unmount_on_signal(
+    mountpoint: &Path,
+    signals: sys::BlockedSignals,
+    stats: Arc<Stats>,
+    stats_file: Option<PathBuf>,
+) -> Result<(), String> {
     let mp = mountpoint.to_path_buf();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Ok(sig) = signals.wait() {
+            while let Ok(sig) = signals.wait() {
+                if sig == libc::SIGUSR1 {
+                    write_stats(&stats, stats_file.as_deref());
+                    continue;
+                }
                 log::info!("signal {sig}: unmounting {}", mp.display());
                 // While we serve, the mount at this path is ours.
                 if let Err(e) = unmount(&mp) {
                     log::error!("{e}");
                 }
+                break;
             }
         })
         .map(drop)
         .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
+/// The counters into `file` (replaced whole, so a reader never sees half a table), or
+/// into the log without one.
+fn write_stats(stats: &Stats, file: Option<&Path>) {
+    let report = stats.report();
+    let Some(f) = file else {
+        log::info!("{report}");
+        return;
+    };
+    let mut tmp = f.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let r = std::fs::write(&tmp, report).and_then(|()| std::fs::rename(&tmp, f));
+    if let Err(e) = r {
+        log::error!("writing the request counters to {}: {e}", f.display());
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
 
 fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> {
@@ -386,10 +421,12 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
     // not mask them again.
     sys::umask(0);
     // Blocked in every thread from here on; a dedicated thread waits for them.
-    let signals = sys::BlockedSignals::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
-        .map_err(|e| format!("blocking the termination signals: {e}"))?;
+    let signals =
+        sys::BlockedSignals::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1])
+            .map_err(|e| format!("blocking the termination signals: {e}"))?;
     let notifier = Arc::new(std::sync::OnceLock::new());
-    let session = mount_session(req, &fs, &notifier, config)?;
+    let stats = Arc::new(Stats::default());
+    let session = mount_session(req, &fs, &notifier, &stats, config)?;
     let _ = notifier.set(session.notifier());
     // The kernel has answered INIT: the mount is usable now.
     if let Some(fd) = ready.take() {
@@ -398,7 +435,12 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
         // Stop talking to the caller's pipes: a daemon must not hold them open.
         let _ = sys::stdout_stderr_to_null();
     }
-    unmount_on_signal(&req.mountpoint, signals)?;
+    unmount_on_signal(
+        &req.mountpoint,
+        signals,
+        Arc::clone(&stats),
+        o.stats.clone(),
+    )?;
     // Stands in for the session's join handle below (a finished thread's handle).
     let placeholder = std::thread::Builder::new()
         .spawn(|| Ok(()))
@@ -423,6 +465,9 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
             req.mountpoint.display()
         )),
     };
+    if o.stats.is_some() {
+        write_stats(&stats, o.stats.as_deref());
+    }
     remove_throwaway(o);
     served
 }
@@ -502,6 +547,7 @@ mod tests {
             fsname: Some("img,1".into()),
             passthrough_mount_opts: vec!["context=x".into()],
             remove_on_unmount: Some(PathBuf::from("/tmp/x")),
+            stats: Some(PathBuf::from("/tmp/s,1")),
         };
         let s = to_option_string(&plan, &o);
         let (plan2, o2) = options::parse_for(std::slice::from_ref(&s), false).expect("parse");

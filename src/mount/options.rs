@@ -43,6 +43,8 @@ pub struct MountOptions {
     pub passthrough_mount_opts: Vec<String>,
     /// A directory the daemon deletes once the mount is gone (a throwaway upper+work).
     pub remove_on_unmount: Option<PathBuf>,
+    /// `stats=FILE`: the request counters are written there on SIGUSR1 and at unmount.
+    pub stats: Option<PathBuf>,
 }
 
 impl Default for MountOptions {
@@ -70,6 +72,7 @@ impl Default for MountOptions {
             fsname: None,
             passthrough_mount_opts: Vec::new(),
             remove_on_unmount: None,
+            stats: None,
         }
     }
 }
@@ -294,6 +297,7 @@ fn apply(plan: &mut MountPlan, o: &mut MountOptions, item: &str) -> Result<(), S
         "squash_to_gid" => o.squash_to_gid = Some(parse_u32(key, &need(val)?)?),
         "fsname" => o.fsname = Some(need(val)?),
         "remove_on_unmount" => o.remove_on_unmount = Some(PathBuf::from(need(val)?)),
+        "stats" => o.stats = Some(PathBuf::from(need(val)?)),
         "subtype" => {}
         "context" | "fscontext" | "defcontext" | "rootcontext" => {
             o.passthrough_mount_opts.push(item.to_string())

@@ -1,0 +1,109 @@
+//! The request counters (`-o stats=FILE`): SIGUSR1 writes them while the mount serves, the
+//! unmount writes the final ones, and they count what the kernel really sent (a name the
+//! kernel has cached costs no second LOOKUP; a missing name is a failed one).
+
+use crate::common::layer::build_lowers;
+use crate::common::mount::{Dirs, Impl, Opts, mount, wait_until};
+use std::fs;
+use std::time::Duration;
+
+/// `name count failed` of each request line of a counters table.
+fn counts(table: &str) -> Vec<(String, u64, u64)> {
+    table
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                [n, c, fl, _, _] => Some((n.to_string(), c.parse().ok()?, fl.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn get(table: &str, name: &str) -> (u64, u64) {
+    counts(table)
+        .into_iter()
+        .find(|r| r.0 == name)
+        .map(|r| (r.1, r.2))
+        .unwrap_or((0, 0))
+}
+
+#[test]
+fn sigusr1_and_unmount_write_the_request_counters() {
+    if Impl::under_test() != Impl::Layerfs {
+        eprintln!("skipped: layerfs's own counters");
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let lowers = build_lowers(t.path(), 1, &|l| {
+        for i in 0..20 {
+            l[0].file(&format!("d/f{i}"), b"x");
+        }
+    });
+    let dirs = Dirs::new(t.path(), lowers);
+    let file = t.path().join("stats.txt");
+    let opts = Opts {
+        layerfs_extra: vec![format!("stats={}", file.display())],
+        ..Opts::default()
+    };
+    let m = mount(Impl::Layerfs, &dirs, &opts);
+    let pid = m.daemon.expect("the daemon's pid");
+    for _ in 0..2 {
+        for i in 0..20 {
+            fs::symlink_metadata(m.mnt.join(format!("d/f{i}"))).expect("stat");
+        }
+    }
+    for i in 0..3 {
+        assert!(fs::symlink_metadata(m.mnt.join(format!("d/missing{i}"))).is_err());
+    }
+    let kill = |sig: &str| {
+        let st = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    kill("-USR1");
+    assert!(
+        wait_until(Duration::from_secs(10), || file.exists()),
+        "SIGUSR1 wrote no {}",
+        file.display()
+    );
+    let first = fs::read_to_string(&file).expect("read the counters");
+    let (lookups, failed) = get(&first, "LOOKUP");
+    // d, its 20 files once each (the second round is answered by the dentry cache), and
+    // the 3 misses, each a failed LOOKUP (a negative entry the kernel then keeps).
+    assert_eq!((lookups, failed), (24, 3), "counters:\n{first}");
+    assert_eq!(get(&first, "INIT").0, 1, "counters:\n{first}");
+    let total = get(&first, "total").0;
+    assert!(
+        total > lookups,
+        "the total counts every request:\n{first}"
+    );
+    // More requests, then the unmount writes the final table.
+    fs::write(m.mnt.join("new"), b"n").expect("create");
+    drop(m);
+    // The daemon writes them as it exits (a zombie has exited too: it may have no reaper).
+    let gone = || {
+        fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), gone),
+        "the daemon {pid} still runs after the unmount"
+    );
+    let last = fs::read_to_string(&file).expect("read the final counters");
+    assert_eq!(get(&last, "CREATE").0, 1, "final counters:\n{last}");
+    assert!(get(&last, "total").0 > total, "final counters:\n{last}");
+    let leftovers: Vec<_> = fs::read_dir(t.path())
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("stats.txt."))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

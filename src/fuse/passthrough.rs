@@ -1,0 +1,90 @@
+//! FUSE passthrough bookkeeping: one backing file per inode while it is open, shared by
+//! every open of it that may use passthrough, and the open replies that attach to it.
+
+use super::LayerFs;
+use fuser::{FileHandle, FopenFlags, ReplyOpen};
+use std::io;
+use std::sync::atomic::Ordering;
+
+/// One passthrough backing file shared by every open of an inode.
+pub(super) struct Backing {
+    pub(super) id: fuser::BackingId,
+    pub(super) upper: bool,
+    pub(super) opens: usize,
+}
+
+impl LayerFs {
+    /// Reply to an open: passthrough when allowed and consistent with other opens of
+    /// the inode, else through the daemon.
+    pub(super) fn reply_open(&self, ino: u64, fh: u64, upper: bool, reply: ReplyOpen) {
+        if self.passthrough.load(Ordering::Relaxed) {
+            match self.attach_backing(ino, fh, upper, |f| reply.open_backing(f)) {
+                Ok(true) => {
+                    // We hold a reference: the backing cannot go away under us.
+                    if let Some(b) = self.backings.get(&ino) {
+                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b.id);
+                        return;
+                    }
+                    reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+                }
+                Ok(false) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                Err(_) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            }
+        } else {
+            reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+        }
+    }
+
+    /// Take a reference on the inode's backing file, creating it if needed. `Ok(false)`:
+    /// the inode's backing is the other copy (a reader still on the lower file after a
+    /// copy-up), so this open must not use passthrough.
+    pub(super) fn attach_backing(
+        &self,
+        ino: u64,
+        fh: u64,
+        upper: bool,
+        open_backing: impl FnOnce(&std::fs::File) -> io::Result<fuser::BackingId>,
+    ) -> io::Result<bool> {
+        let mut entry = match self.backings.entry(ino) {
+            dashmap::Entry::Occupied(o) => o,
+            dashmap::Entry::Vacant(v) => {
+                let (file, file_upper) = self.fs.backing_file(ino)?;
+                if file_upper != upper {
+                    return Ok(false);
+                }
+                match open_backing(&file) {
+                    Ok(id) => {
+                        v.insert(Backing {
+                            id,
+                            upper,
+                            opens: 1,
+                        });
+                        self.fh_backing.insert(fh, ino);
+                        return Ok(true);
+                    }
+                    Err(e) => {
+                        log::info!("FUSE passthrough refused ({e}); serving reads ourselves");
+                        self.passthrough.store(false, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let b = entry.get_mut();
+        if b.upper != upper {
+            return Ok(false);
+        }
+        b.opens += 1;
+        self.fh_backing.insert(fh, ino);
+        Ok(true)
+    }
+
+    pub(super) fn detach_backing(&self, fh: u64) {
+        if let Some((_, ino)) = self.fh_backing.remove(&fh) {
+            self.backings.remove_if_mut(&ino, |_, b| {
+                b.opens -= 1;
+                b.opens == 0
+            });
+        }
+    }
+}
