@@ -57,6 +57,9 @@ fn sigusr1_and_unmount_write_the_request_counters() {
     for i in 0..3 {
         assert!(fs::symlink_metadata(m.mnt.join(format!("d/missing{i}"))).is_err());
     }
+    for _ in 0..3 {
+        assert_eq!(fs::read_dir(m.mnt.join("d")).expect("ls d").count(), 20);
+    }
     let kill = |sig: &str| {
         let st = std::process::Command::new("kill")
             .args([sig, &pid.to_string()])
@@ -76,11 +79,14 @@ fn sigusr1_and_unmount_write_the_request_counters() {
     // the 3 misses, each a failed LOOKUP (a negative entry the kernel then keeps).
     assert_eq!((lookups, failed), (24, 3), "counters:\n{first}");
     assert_eq!(get(&first, "INIT").0, 1, "counters:\n{first}");
+    // Directories open without OPENDIR/RELEASEDIR (one OPENDIR, answered ENOSYS, tells
+    // the kernel so), and the kernel keeps the listing: read three times, listed once.
+    assert!(get(&first, "OPENDIR").0 <= 1, "counters:\n{first}");
+    assert_eq!(get(&first, "RELEASEDIR").0, 0, "counters:\n{first}");
+    let listed = get(&first, "READDIR").0 + get(&first, "READDIRPLUS").0;
+    assert!((1..=2).contains(&listed), "counters:\n{first}");
     let total = get(&first, "total").0;
-    assert!(
-        total > lookups,
-        "the total counts every request:\n{first}"
-    );
+    assert!(total > lookups, "the total counts every request:\n{first}");
     // More requests, then the unmount writes the final table.
     fs::write(m.mnt.join("new"), b"n").expect("create");
     drop(m);

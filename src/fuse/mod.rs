@@ -32,6 +32,8 @@ pub struct LayerFs {
     ttl: Duration,
     want_passthrough: bool,
     passthrough: AtomicBool,
+    /// The kernel opens directories without OPENDIR (`FUSE_NO_OPENDIR_SUPPORT`).
+    no_opendir: AtomicBool,
     backings: DashMap<u64, Backing>,
     /// fh -> ino for handles that hold a reference on a backing.
     fh_backing: DashMap<u64, u64>,
@@ -56,6 +58,7 @@ impl LayerFs {
             ttl: Duration::from_secs_f64(timeout),
             want_passthrough: passthrough,
             passthrough: AtomicBool::new(false),
+            no_opendir: AtomicBool::new(false),
             backings: DashMap::new(),
             fh_backing: DashMap::new(),
         }
@@ -161,6 +164,11 @@ impl Filesystem for LayerFs {
                 // open(O_TRUNC) arrives as one OPEN, so a lower file is copied up empty.
                 | InitFlags::FUSE_ATOMIC_O_TRUNC,
         );
+        // No OPENDIR/RELEASEDIR round trips: two requests less per directory read.
+        let no_opendir = config
+            .capabilities()
+            .contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
+        self.no_opendir.store(no_opendir, Ordering::Relaxed);
         if self.want_passthrough
             && sys::geteuid() == 0
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
@@ -460,11 +468,16 @@ impl Filesystem for LayerFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let _t = self.stats.start(Op::Opendir);
-        match self.fs.opendir(ino.0) {
+        if self.no_opendir.load(Ordering::Relaxed) {
+            // The kernel then opens directories without asking (nor RELEASEDIR), with
+            // FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR, as below: READDIR needs no handle.
+            return reply.error(err(Errno::ENOSYS));
+        }
+        match self.fs.node_is_dir(ino.0) {
             // The kernel may cache listings: every change goes through us, and it drops
             // a directory's cache when one of our replies changes that directory.
-            Ok(fh) => reply.opened(
-                FileHandle(fh),
+            Ok(()) => reply.opened(
+                FileHandle(0),
                 FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
             ),
             Err(e) => reply.error(err(e)),
@@ -474,18 +487,23 @@ impl Filesystem for LayerFs {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         let _t = self.stats.start(Op::Readdir);
-        let entries = match self.fs.readdir(fh.0, offset, offset == 0) {
-            Ok(e) => e,
+        let l = match self.fs.readdir(ino.0, offset) {
+            Ok(l) => l,
             Err(e) => return reply.error(err(e)),
         };
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(e.ino), (i + 1) as u64, dtype_kind(e.dtype), &e.name) {
+        for (i, e) in l.entries.iter().enumerate().skip(l.start) {
+            if reply.add(
+                INodeNo(e.ino),
+                l.offset_after(i),
+                dtype_kind(e.dtype),
+                &e.name,
+            ) {
                 break;
             }
         }
@@ -496,17 +514,17 @@ impl Filesystem for LayerFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         let _t = self.stats.start(Op::Readdirplus);
-        let entries = match self.fs.readdir(fh.0, offset, offset == 0) {
-            Ok(e) => e,
+        let l = match self.fs.readdir(ino.0, offset) {
+            Ok(l) => l,
             Err(e) => return reply.error(err(e)),
         };
         let mut sent = 0;
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+        for (i, e) in l.entries.iter().enumerate().skip(l.start) {
             let dots = e.name == "." || e.name == "..";
             let a = if dots {
                 self.fs.getattr(e.ino)
@@ -518,7 +536,7 @@ impl Filesystem for LayerFs {
             };
             let full = reply.add(
                 INodeNo(a.ino),
-                (i + 1) as u64,
+                l.offset_after(i),
                 &e.name,
                 self.entry_ttl(&a),
                 &file_attr(&a),
@@ -540,12 +558,11 @@ impl Filesystem for LayerFs {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
         let _t = self.stats.start(Op::Releasedir);
-        self.fs.releasedir(fh.0);
         reply.ok();
     }
 

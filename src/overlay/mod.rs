@@ -6,7 +6,7 @@
 //! OverlayFs
 //!  ├─ stack   (layers.rs)   upper + lowers, name resolution, merged listings
 //!  ├─ nodes   (nodes.rs)    ino -> where the file lives, lookup counts
-//!  ├─ handles               open files and directory snapshots
+//!  ├─ handles               open files; listings (listing.rs): directory snapshots
 //!  └─ copy-up (copy_up.rs)  lower -> workdir -> rename into upper
 //! namespace changes: dirops.rs   file data and metadata: fileops.rs
 //! ```
@@ -16,11 +16,13 @@ pub mod dirops;
 mod errno;
 pub mod fileops;
 pub mod layers;
+mod listing;
 pub mod nodes;
 mod pending;
 mod setup;
 
 pub use errno::{Errno, IoOp, Res, errno_at};
+pub use listing::Listing;
 
 use crate::format::idmap::IdMapper;
 use crate::format::resolve::Loc;
@@ -34,8 +36,8 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 /// The path of `name` in the topmost of `dirs` (for messages).
 fn path_in(dirs: &[Loc], name: &OsStr) -> PathBuf {
@@ -153,22 +155,13 @@ pub struct DirEntry {
     pub layer: usize,
 }
 
-/// An open directory: a merged snapshot taken at opendir (and on rewind), so offsets
-/// stay stable across getdents calls and seekdir/telldir.
-#[derive(Debug)]
-pub struct DirHandle {
-    pub ino: u64,
-    /// Taken at the first READDIR (opendir alone costs nothing).
-    pub entries: Mutex<Option<Arc<Vec<DirEntry>>>>,
-}
-
 /// The union filesystem.
 #[derive(Debug)]
 pub struct OverlayFs {
     pub stack: Stack,
     pub nodes: NodeTable,
     handles: DashMap<u64, Arc<Handle>, crate::fasthash::FastState>,
-    dirs: DashMap<u64, Arc<DirHandle>, crate::fasthash::FastState>,
+    listings: listing::Listings,
     next_fh: AtomicU64,
     tmp_counter: AtomicU64,
     pub read_only: bool,
@@ -519,46 +512,6 @@ impl OverlayFs {
             });
         }
         Ok(out)
-    }
-
-    pub fn opendir(&self, ino: u64) -> Res<u64> {
-        let node = self.node(ino)?;
-        if !node.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.dirs.insert(
-            fh,
-            Arc::new(DirHandle {
-                ino,
-                entries: Mutex::new(None),
-            }),
-        );
-        Ok(fh)
-    }
-
-    /// The snapshot of an open directory; `offset == 0` after the first read re-reads it
-    /// (rewinddir sees changes, as on other filesystems).
-    pub fn readdir(&self, fh: u64, offset: u64, fresh_on_rewind: bool) -> Res<Arc<Vec<DirEntry>>> {
-        let d = self
-            .dirs
-            .get(&fh)
-            .map(|d| Arc::clone(&d))
-            .ok_or(Errno::EBADF)?;
-        let mut g = d.entries.lock().map_err(|_| Errno::EIO)?;
-        match &*g {
-            Some(e) if !(offset == 0 && fresh_on_rewind) => Ok(Arc::clone(e)),
-            _ => {
-                let node = self.node(d.ino)?;
-                let e = Arc::new(self.snapshot_dir(&node)?);
-                *g = Some(Arc::clone(&e));
-                Ok(e)
-            }
-        }
-    }
-
-    pub fn releasedir(&self, fh: u64) {
-        self.dirs.remove(&fh);
     }
 
     pub fn statfs(&self) -> Res<libc::statvfs> {

@@ -40,7 +40,7 @@ impl OverlayFs {
             stack,
             nodes: NodeTable::default(),
             handles: DashMap::default(),
-            dirs: DashMap::default(),
+            listings: Default::default(),
             next_fh: AtomicU64::new(1),
             tmp_counter: AtomicU64::new(0),
             read_only: cfg.read_only || !has_upper,
