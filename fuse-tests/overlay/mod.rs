@@ -3,6 +3,7 @@
 mod attrs;
 mod copyup;
 mod fidelity;
+mod hardlinks;
 mod harness;
 mod lifecycle;
 mod lookup;

@@ -5,6 +5,7 @@
 use crate::common::layer::build_lowers;
 use crate::common::mount::{Dirs, Impl, Opts, mount, wait_until};
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 /// `name count failed` of each request line of a counters table.
@@ -112,4 +113,79 @@ fn sigusr1_and_unmount_write_the_request_counters() {
         .filter(|n| n.starts_with("stats.txt."))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// The counters as of now: SIGUSR1, then the file it writes.
+fn dump(pid: u32, file: &std::path::Path) -> String {
+    let _ = fs::remove_file(file);
+    let st = std::process::Command::new("kill")
+        .args(["-USR1", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success(), "kill -USR1 {pid}");
+    assert!(
+        wait_until(Duration::from_secs(10), || file.exists()),
+        "SIGUSR1 wrote no {}",
+        file.display()
+    );
+    fs::read_to_string(file).expect("read the counters")
+}
+
+/// Each name of a lower hard link is a node of its own, so the kernel keeps every name:
+/// a second walk of a tree whose files all have three names sends nothing (before, every
+/// walk looked every such name up again).
+#[test]
+fn names_of_lower_hard_links_are_cached() {
+    if Impl::under_test() != Impl::Layerfs {
+        eprintln!("skipped: layerfs's own counters");
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let lowers = build_lowers(t.path(), 1, &|l| {
+        for i in 0..30 {
+            l[0].file(&format!("d/f{i}"), b"x")
+                .hardlink(&format!("d/f{i}.1"), &format!("d/f{i}"))
+                .hardlink(&format!("d/f{i}.2"), &format!("d/f{i}"));
+        }
+    });
+    let dirs = Dirs::new(t.path(), lowers);
+    let file = t.path().join("stats.txt");
+    let opts = Opts {
+        layerfs_extra: vec![format!("stats={}", file.display())],
+        ..Opts::default()
+    };
+    let m = mount(Impl::Layerfs, &dirs, &opts);
+    let pid = m.daemon.expect("the daemon's pid");
+    let walk = || -> Vec<(String, u64)> {
+        let mut v: Vec<_> = fs::read_dir(m.mnt.join("d"))
+            .expect("ls d")
+            .map(|e| {
+                let e = e.expect("entry");
+                let md = fs::symlink_metadata(e.path()).expect("stat");
+                (e.file_name().to_string_lossy().into_owned(), md.ino())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let first = walk();
+    assert_eq!(first.len(), 90);
+    for i in 0..30 {
+        let ino = |n: String| first.iter().find(|e| e.0 == n).map(|e| e.1);
+        let a = ino(format!("f{i}"));
+        assert!(a.is_some(), "f{i} listed");
+        assert_eq!(a, ino(format!("f{i}.1")), "names of one file, one number");
+        assert_eq!(a, ino(format!("f{i}.2")), "names of one file, one number");
+    }
+    let after_first = dump(pid, &file);
+    assert_eq!(walk(), first, "the second walk shows the same");
+    let after_second = dump(pid, &file);
+    let show = format!("after the first walk:\n{after_first}\nafter the second:\n{after_second}");
+    for r in ["LOOKUP", "READDIR", "READDIRPLUS"] {
+        assert_eq!(get(&after_second, r), get(&after_first, r), "{r}: {show}");
+    }
+    // The kernel asks for the directory's own attributes before it reads a cached
+    // listing (any directory, hard links or not); none for the 90 names.
+    let getattrs = get(&after_second, "GETATTR").0 - get(&after_first, "GETATTR").0;
+    assert!(getattrs <= 1, "GETATTR: {show}");
 }

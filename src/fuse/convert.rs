@@ -6,7 +6,8 @@ use crate::sys;
 use fuser::{Errno, FileAttr, FileType, INodeNo, TimeOrNow};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Presented attributes as fuser sends them.
+/// Presented attributes as entry replies send them: fuser sends `ino` as the node id
+/// too, so it is the node id.
 pub(super) fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
@@ -24,6 +25,15 @@ pub(super) fn file_attr(a: &Attr) -> FileAttr {
         rdev: a.rdev as u32,
         blksize: a.blksize,
         flags: 0,
+    }
+}
+
+/// Attributes as GETATTR and SETATTR replies send them: with the inode number shown,
+/// which may differ from the node id ([`Attr::st_ino`]).
+pub(super) fn stat_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.st_ino),
+        ..file_attr(a)
     }
 }
 

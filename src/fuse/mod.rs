@@ -9,7 +9,7 @@ pub mod stats;
 use crate::overlay::fileops::SetAttr;
 use crate::overlay::{Attr, Ctx, Errno, OverlayFs, Res};
 use crate::sys;
-use convert::{NEGATIVE, dtype_kind, err, file_attr, time_arg};
+use convert::{NEGATIVE, dtype_kind, err, file_attr, stat_attr, time_arg};
 use dashmap::DashMap;
 use fuser::{
     AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
@@ -64,11 +64,17 @@ impl LayerFs {
         }
     }
 
-    /// How long the kernel may cache a name: not at all for a name whose binding may
-    /// change without a request on it (`Attr::shared_lower`).
-    fn entry_ttl(&self, a: &Attr) -> &Duration {
+    /// How long the kernel may keep the attributes an entry reply carries: fuser sends
+    /// the node id as their inode number, so a node that shows another number (a lower
+    /// hard link's name) has them fetched again at once by GETATTR, which shows it. A
+    /// stand-in entry (READDIRPLUS) is not kept at all.
+    fn entry_attr_ttl(&self, a: &Attr) -> &Duration {
         const NONE: Duration = Duration::ZERO;
-        if a.shared_lower { &NONE } else { &self.ttl }
+        if a.st_ino != a.ino || a.stand_in {
+            &NONE
+        } else {
+            &self.ttl
+        }
     }
 
     /// Answer a request that returns nothing, after telling the kernel what it changed.
@@ -93,19 +99,21 @@ impl LayerFs {
 
     /// Tell the kernel which cached attributes a request changed as a side effect, before
     /// it is answered, so the caller's next stat sees them (negative offset: no page-cache
-    /// work, no inode lock). Names are never invalidated: those whose binding can change
-    /// behind the kernel's back are not cached at all (`Attr::shared_lower`).
+    /// work; a directory's listing: its cached pages too; never an inode lock). Names are
+    /// never invalidated: a name's binding changes only by a request on that name (each
+    /// name of a lower hard link is a node of its own).
     fn flush_invalidations(&self) {
-        let inodes = self.fs.take_inode_invalidations();
-        if inodes.is_empty() {
+        let stale = self.fs.take_inode_invalidations();
+        if stale.is_empty() {
             return;
         }
         let Some(n) = self.notifier.get() else {
             return;
         };
-        for ino in inodes {
-            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
-                log::debug!("inval_inode {ino:#x}: {e}");
+        for i in stale {
+            let offset = if i.listing { 0 } else { -1 };
+            if let Err(e) = n.inval_inode(INodeNo(i.ino), offset, 0) {
+                log::debug!("inval_inode {:#x}: {e}", i.ino);
             }
         }
     }
@@ -121,11 +129,12 @@ impl LayerFs {
 
     fn reply_entry(&self, r: Res<Attr>, reply: ReplyEntry) {
         match r {
-            // Attributes of a hard-linked name stay cacheable: the inode keeps them (the
-            // copy is the same inode; the other names get new ones).
-            Ok(a) => {
-                reply.entry_with_ttls(&self.ttl, self.entry_ttl(&a), &file_attr(&a), Generation(0))
-            }
+            Ok(a) => reply.entry_with_ttls(
+                self.entry_attr_ttl(&a),
+                &self.ttl,
+                &file_attr(&a),
+                Generation(0),
+            ),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -208,7 +217,7 @@ impl Filesystem for LayerFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let _t = self.stats.start(Op::Getattr);
         match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
+            Ok(a) => reply.attr(&self.ttl, &stat_attr(&a)),
             Err(e) => {
                 _t.failed();
                 reply.error(err(e))
@@ -248,7 +257,7 @@ impl Filesystem for LayerFs {
             .setattr(&Self::ctx(req, 0), ino.0, fh.map(|f| f.0), a);
         self.flush_invalidations();
         match r {
-            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
+            Ok(a) => reply.attr(&self.ttl, &stat_attr(&a)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -538,7 +547,8 @@ impl Filesystem for LayerFs {
                 INodeNo(a.ino),
                 l.offset_after(i),
                 &e.name,
-                self.entry_ttl(&a),
+                // One ttl for the name and the attributes here (see `entry_attr_ttl`).
+                self.entry_attr_ttl(&a),
                 &file_attr(&a),
                 Generation(0),
             );

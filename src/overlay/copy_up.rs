@@ -229,11 +229,20 @@ impl OverlayFs {
             s.upper = true;
             s.backing = backing;
         });
+        if self
+            .nodes
+            .give_own_number(node, self.stack.layers()[0].fs_index, ust.st_ino)
+        {
+            // The kernel must fetch the number again (stat would show the old one), and
+            // list the directory again (its d_ino too).
+            self.queue_inode_invalidation(node.ino);
+            if let Some(parent) = node.with(|s| s.aliases.first().map(|a| a.0)) {
+                self.queue_listing_invalidation(parent);
+            }
+        }
         // A lower file with several names: only this name now leads to the copy (kernel
-        // overlayfs without an index breaks the link the same way). The other names go
-        // back to the lower file: the kernel never cached them (`Attr::shared_lower`), so
-        // its next walk through one looks it up again and finds the lower file.
-        self.nodes.split_other_aliases(node.ino);
+        // overlayfs without an index breaks the link the same way). The other names are
+        // nodes of their own (see `nodes`) and stay on the lower file.
         if kind == libc::S_IFDIR && ust.st_ino != sst.st_ino {
             // Upper + lower: a merged directory now, whose nlink reads 1.
             self.queue_inode_invalidation(node.ino);

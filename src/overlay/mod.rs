@@ -30,7 +30,7 @@ use crate::format::{owner, whiteout};
 use crate::sys;
 use dashmap::DashMap;
 use layers::Stack;
-use nodes::{Node, NodeState, NodeTable, ROOT_INO};
+use nodes::{Node, NodeId, NodeState, NodeTable, ROOT_INO};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -77,7 +77,11 @@ pub struct Ctx {
 /// Attributes as presented through the mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attr {
+    /// The node id.
     pub ino: u64,
+    /// The inode number shown (`st_ino`): `ino`, but for a name of a lower hard link the
+    /// number all its names show ([`nodes::Node::shown`]).
+    pub st_ino: u64,
     pub mode: u32,
     pub nlink: u32,
     pub uid: u32,
@@ -89,12 +93,17 @@ pub struct Attr {
     pub atime: (i64, i64),
     pub mtime: (i64, i64),
     pub ctime: (i64, i64),
-    /// A lower non-directory with several names (a hard link). Copying it up through one
-    /// name splits it (the other names keep the lower file, as in kernel overlayfs
-    /// without an index), so which inode a name leads to can change without any request
-    /// on that name: the kernel must not cache such a name, or it would keep using the
-    /// old binding until an asynchronous invalidation lands.
-    pub shared_lower: bool,
+    /// The entry is on a stand-in node (`nodes::NodeTable::stand_in`): the kernel must
+    /// not keep it.
+    pub stand_in: bool,
+}
+
+/// What a request made stale in the kernel's caches as a side effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalidation {
+    pub ino: u64,
+    /// Also its cached pages: a directory's cached listing.
+    pub listing: bool,
 }
 
 /// An open file.
@@ -175,7 +184,7 @@ pub struct OverlayFs {
     use_override: bool,
     /// Inodes whose cached attributes went stale by a side effect (a directory that a
     /// copy-up made a merged one reports nlink 1 from then on).
-    pending_inval: pending::PerRequest<u64>,
+    pending_inval: pending::PerRequest<Invalidation>,
 }
 
 impl OverlayFs {
@@ -249,7 +258,7 @@ impl OverlayFs {
     /// Build presented attributes from a real stat at `loc`.
     pub(crate) fn attr_from(
         &self,
-        node_ino: u64,
+        node: &Node,
         st: &sys::Stat,
         loc: &Loc,
         merged_dir: bool,
@@ -260,17 +269,13 @@ impl OverlayFs {
         } else {
             None
         };
-        let mut a = self.present(node_ino, st, over, merged_dir);
-        a.shared_lower = self.stack.is_lower(loc.0)
-            && st.st_mode & libc::S_IFMT != libc::S_IFDIR
-            && st.st_nlink > 1;
-        Ok(a)
+        Ok(self.present(node, st, over, merged_dir))
     }
 
     /// Apply an ownership override and id mapping to a real stat.
     fn present(
         &self,
-        node_ino: u64,
+        node: &Node,
         st: &sys::Stat,
         over: Option<owner::Override>,
         merged_dir: bool,
@@ -296,7 +301,8 @@ impl OverlayFs {
         let (uid, gid) = self.ids.present(uid, gid);
         let nlink = if merged_dir { 1 } else { st.st_nlink as u32 };
         Attr {
-            ino: node_ino,
+            ino: node.ino,
+            st_ino: node.shown(),
             mode,
             nlink,
             uid,
@@ -308,7 +314,7 @@ impl OverlayFs {
             atime: (st.st_atime, st.st_atime_nsec),
             mtime: (st.st_mtime, st.st_mtime_nsec),
             ctime: (st.st_ctime, st.st_ctime_nsec),
-            shared_lower: false,
+            stand_in: false,
         }
     }
 
@@ -324,7 +330,7 @@ impl OverlayFs {
             Place::Path(loc) => {
                 let s =
                     sys::lstat_at(self.stack.layers()[loc.0].fd(), &loc.1).op("getattr", &loc.1)?;
-                self.attr_from(ino, &s, &loc, merged)
+                self.attr_from(&node, &s, &loc, merged)
             }
             open => {
                 // Every name is gone: what the kernel shows for an open unlinked inode.
@@ -335,7 +341,7 @@ impl OverlayFs {
                 } else {
                     None
                 };
-                Ok(self.present(ino, &s, over, merged))
+                Ok(self.present(&node, &s, over, merged))
             }
         }
     }
@@ -415,21 +421,21 @@ impl OverlayFs {
             backing,
         };
         let name = name.to_os_string();
-        let node = self.nodes.lookup_or_insert(ino, kind, parent, &name, fresh);
+        // A lower file with several names: each name its own node (see `nodes`).
+        let id = if !in_upper && kind != libc::S_IFDIR && f.stat.st_nlink > 1 {
+            NodeId::Name { shown: ino }
+        } else {
+            NodeId::Ino(ino)
+        };
+        let node = self.nodes.lookup_or_insert(id, kind, parent, &name, fresh);
         let merged = node.with(|s| Self::is_merged_dir(s, kind));
         let loc = self.loc_of(&node).unwrap_or_else(|_| f.top.clone());
         let attr = if loc == f.top {
-            self.attr_from(node.ino, &f.stat, &loc, merged)?
+            self.attr_from(&node, &f.stat, &loc, merged)?
         } else {
             let s = sys::lstat_at(self.stack.layers()[loc.0].fd(), &loc.1).op("lookup", &loc.1)?;
-            self.attr_from(node.ino, &s, &loc, merged)?
+            self.attr_from(&node, &s, &loc, merged)?
         };
-        if attr.shared_lower {
-            // The kernel asks again on every path walk through this name (see
-            // `Attr::shared_lower`): the name it used last is the one a following
-            // open-for-write or setattr copies up through, as with kernel overlayfs.
-            self.nodes.promote_alias(node.ino, parent, &name);
-        }
         Ok((node, attr))
     }
 
@@ -455,7 +461,25 @@ impl OverlayFs {
             .resolve(&dirs, name)
             .map_err(|e| errno_at("lookup", &path_in(&dirs, name), e))?
             .ok_or(Errno::ENOENT)?;
-        Ok(self.node_from_found(parent, name, &f)?.1)
+        let (node, attr) = self.node_from_found(parent, name, &f)?;
+        if attr.st_ino == attr.ino {
+            return Ok(attr);
+        }
+        // A name whose node id is not its number: the entry goes out on a stand-in of
+        // that number, so the listing's d_ino is what stat shows (see `stand_in`).
+        let st = node.snap();
+        if self
+            .nodes
+            .stand_in(attr.st_ino, node.kind, parent, &name.to_os_string(), st)
+        {
+            self.nodes.forget(node.ino, 1);
+            return Ok(Attr {
+                ino: attr.st_ino,
+                stand_in: true,
+                ..attr
+            });
+        }
+        Ok(attr)
     }
 
     /// FORGET: the kernel dropped `n` references.
@@ -595,12 +619,21 @@ impl OverlayFs {
 
     /// Inodes whose attributes the kernel should fetch again, queued by the request
     /// this thread is serving.
-    pub fn take_inode_invalidations(&self) -> Vec<u64> {
+    pub fn take_inode_invalidations(&self) -> Vec<Invalidation> {
         self.pending_inval.take()
     }
 
     pub(crate) fn queue_inode_invalidation(&self, ino: u64) {
-        self.pending_inval.push(ino);
+        self.pending_inval.push(Invalidation {
+            ino,
+            listing: false,
+        });
+    }
+
+    /// The kernel's cached listing of directory `ino` went stale (an entry in it shows
+    /// another inode number now).
+    pub(crate) fn queue_listing_invalidation(&self, ino: u64) {
+        self.pending_inval.push(Invalidation { ino, listing: true });
     }
 
     /// Does the node show its upper copy now?

@@ -4,6 +4,11 @@
 //! Inode numbers are derived from the real file: `((fs_index + 1) << 48) | st_ino`, so
 //! they are unique across layers and the same every time a name is looked up. A copy-up
 //! records `upper (dev, ino) -> original ino`, so copy-up never changes a file's number.
+//!
+//! Each name of a lower hard link is a node of its own (as each is an inode of its own in
+//! kernel overlayfs without `index`): a node id per name, one number shown for all of
+//! them ([`Node::shown`]). Copying one up breaks the link for that name only, so the
+//! kernel may cache every name.
 
 use super::{Errno, Handle, Res};
 use crate::fasthash::FastState;
@@ -17,6 +22,15 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 pub const ROOT_INO: u64 = 1;
 const FRESH_BASE: u64 = 0x7f00_0000_0000_0000;
 const INO_MASK: u64 = (1 << 48) - 1;
+
+/// Which node id a looked-up entry gets.
+#[derive(Debug, Clone, Copy)]
+pub enum NodeId {
+    /// The file's own number (derived from its real inode, or remembered).
+    Ino(u64),
+    /// A name of a lower hard link: an id of its own, showing the file's number.
+    Name { shown: u64 },
+}
 
 /// Where a node lives and by which names it is reachable.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +47,13 @@ pub struct NodeState {
 
 #[derive(Debug)]
 pub struct Node {
+    /// The node id the kernel knows it by.
     pub ino: u64,
+    /// The inode number it shows (`st_ino`): `ino`, but for a lower hard link's name the
+    /// number every name of that file shows (a number of its own once copied up).
+    shown: AtomicU64,
+    /// Only carries a READDIRPLUS entry (see [`NodeTable::stand_in`]).
+    pub stand_in: bool,
     /// S_IFMT bits; a node never changes type.
     pub kind: u32,
     pub state: RwLock<NodeState>,
@@ -49,6 +69,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// The inode number it shows (`st_ino`).
+    pub fn shown(&self) -> u64 {
+        self.shown.load(Ordering::Relaxed)
+    }
+
     pub fn is_dir(&self) -> bool {
         self.kind == libc::S_IFDIR
     }
@@ -110,6 +135,9 @@ pub struct NodeTable {
     claimed: DashMap<u64, (u64, u64), FastState>,
     /// (parent ino, name) -> child ino, for the names the kernel knows.
     names: DashMap<(u64, OsString), u64, FastState>,
+    /// The number shown by a node id that is not its own number and outlives its node:
+    /// a lower hard link's name copied up (`ino_map` leads its copy back to that id).
+    shown_of: DashMap<u64, u64, FastState>,
     fresh: AtomicU64,
     /// Nodes dropped so far (memory goes back to the system every so often).
     dropped: AtomicU64,
@@ -135,7 +163,7 @@ impl NodeTable {
             || self
                 .nodes
                 .get(&d)
-                .is_some_and(|n| n.with(|s| s.backing) != backing);
+                .is_some_and(|n| !n.stand_in && n.with(|s| s.backing) != backing);
         if !taken {
             return d;
         }
@@ -216,17 +244,23 @@ impl NodeTable {
     /// (dev, ino)) is never reused: the entry gets a number of its own.
     pub fn lookup_or_insert(
         &self,
-        ino: u64,
+        id: NodeId,
         kind: u32,
         parent: u64,
         name: &OsString,
         fresh: NodeState,
     ) -> Arc<Node> {
-        let mut ino = ino;
+        let (mut ino, shown) = match id {
+            NodeId::Ino(i) => (i, None),
+            NodeId::Name { shown } => (self.name_id(parent, name, shown, &fresh), Some(shown)),
+        };
         let node = loop {
             let entry = self.nodes.entry(ino).or_insert_with(|| {
+                let shown = shown.or_else(|| self.shown_of.get(&ino).map(|s| *s));
                 Arc::new(Node {
                     ino,
+                    shown: AtomicU64::new(shown.unwrap_or(ino)),
+                    stand_in: false,
                     kind,
                     state: RwLock::new(fresh.clone()),
                     lookups: AtomicU64::new(0),
@@ -236,6 +270,7 @@ impl NodeTable {
                 })
             });
             let other_file = entry.kind != kind
+                || entry.stand_in
                 || entry.with(|s| s.upper && fresh.upper && s.backing != fresh.backing);
             if other_file && ino != ROOT_INO {
                 drop(entry);
@@ -261,12 +296,80 @@ impl NodeTable {
         node
     }
 
+    /// The node id of a lower hard link's name: the one it has while the kernel holds
+    /// it, else a new one.
+    fn name_id(&self, parent: u64, name: &OsString, shown: u64, fresh: &NodeState) -> u64 {
+        let known = self.names.get(&(parent, name.clone())).map(|i| *i);
+        if let Some(i) = known
+            && self.get(i).is_some_and(|n| {
+                i != shown
+                    && n.shown() == shown
+                    && n.with(|s| !s.upper && s.backing == fresh.backing)
+            })
+        {
+            return i;
+        }
+        FRESH_BASE + self.fresh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A lower hard link's name was copied up as `copy` of filesystem `fs_index`: the
+    /// copy is another file than the names left on the lower one, and shows a number of
+    /// its own (as in kernel overlayfs), also once the kernel forgets the node and
+    /// `ino_map` leads the copy back to its id. False for any other node.
+    pub fn give_own_number(&self, node: &Node, fs_index: u64, copy: u64) -> bool {
+        if node.shown() == node.ino {
+            return false;
+        }
+        let own = Self::derive(fs_index, copy);
+        node.shown.store(own, Ordering::Relaxed);
+        self.shown_of.insert(node.ino, own);
+        true
+    }
+
+    /// Count a lookup on the stand-in node `id` for (parent, name), made if needed.
+    /// fuser sends a READDIRPLUS entry's node id as its `d_ino` too, so a name whose node
+    /// id is not the number it shows goes out on a node of that number: the kernel never
+    /// uses it unchecked (it has no cache time), and its first walk through the name
+    /// looks the name up and gets the name's own node. False when `id` is a real node's.
+    pub fn stand_in(
+        &self,
+        id: u64,
+        kind: u32,
+        parent: u64,
+        name: &OsString,
+        st: NodeState,
+    ) -> bool {
+        let e = self.nodes.entry(id).or_insert_with(|| {
+            Arc::new(Node {
+                ino: id,
+                shown: AtomicU64::new(id),
+                stand_in: true,
+                kind,
+                state: RwLock::new(NodeState {
+                    aliases: vec![(parent, name.clone())],
+                    ..st
+                }),
+                lookups: AtomicU64::new(0),
+                copy_lock: Mutex::new(()),
+                open: Mutex::new(Vec::new()),
+                removed_dir: std::sync::OnceLock::new(),
+            })
+        });
+        if !e.stand_in || e.kind != kind {
+            return false;
+        }
+        e.lookups.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
     /// Insert the root node.
     pub fn insert_root(&self, st: NodeState) {
         self.nodes.insert(
             ROOT_INO,
             Arc::new(Node {
                 ino: ROOT_INO,
+                shown: AtomicU64::new(ROOT_INO),
+                stand_in: false,
                 kind: libc::S_IFDIR,
                 state: RwLock::new(st),
                 lookups: AtomicU64::new(1),
@@ -388,23 +491,6 @@ impl NodeTable {
                     s.aliases.insert(0, a);
                 }
             });
-        }
-    }
-
-    /// Keep only the node's first name; the others become unknown here.
-    pub fn split_other_aliases(&self, ino: u64) {
-        let Some(node) = self.get(ino) else {
-            return;
-        };
-        let others = node.update(|s| {
-            if s.aliases.len() > 1 {
-                s.aliases.split_off(1)
-            } else {
-                Vec::new()
-            }
-        });
-        for (p, n) in others {
-            self.names.remove_if(&(p, n), |_, v| *v == ino);
         }
     }
 }
