@@ -319,6 +319,68 @@ fn scenario_copy_up_keeps_xattrs_and_capability() {
     d.finish();
 }
 
+/// layerfs answers "no security.capability" from memory once it knows (the kernel asks
+/// before every write and chown): the answer must change with every way a file gets or
+/// loses one: setxattr and removexattr through the mount, chown (the kernel drops it),
+/// a new file, a copy-up of a capable file, a file written after its name was reused.
+#[test]
+fn scenario_capability_answers_follow_every_change() {
+    let mut d = Diff::new(1, &|l| {
+        l[0].file_mode("capped", b"#!/bin/true\n", 0o755)
+            .xattr("capped", "security.capability", &capability_blob())
+            .file_mode("plain", b"#!/bin/true\n", 0o755);
+    });
+    let caps = |m: &Path, p: &str| sys::getxattr(&m.join(p), "security.capability");
+    d.ok("lower: capped, plain", |m| {
+        Ok((caps(m, "capped").ok(), caps(m, "plain").ok()))
+    });
+    d.ok("write plain, ask again", |m| {
+        OpenOptions::new()
+            .append(true)
+            .open(m.join("plain"))?
+            .write_all(b"x")?;
+        Ok(caps(m, "plain").ok())
+    });
+    d.ok("setcap plain (copied up already)", |m| {
+        sys::setxattr(
+            &m.join("plain"),
+            "security.capability",
+            &capability_blob(),
+            0,
+        )?;
+        caps(m, "plain")
+    });
+    d.ok("chown plain drops it", |m| {
+        sys::lchown(&m.join("plain"), 7, 8)?;
+        Ok(caps(m, "plain").ok())
+    });
+    d.ok("new file: none, then set, then removed", |m| {
+        fs::write(m.join("new"), b"n")?;
+        let before = caps(m, "new").ok();
+        sys::setxattr(&m.join("new"), "security.capability", &capability_blob(), 0)?;
+        let set = caps(m, "new").ok();
+        sys::removexattr(&m.join("new"), "security.capability")?;
+        Ok((before, set, caps(m, "new").ok()))
+    });
+    d.ok("capped copied up by a write keeps it", |m| {
+        OpenOptions::new()
+            .append(true)
+            .open(m.join("capped"))?
+            .write_all(b"x")?;
+        Ok(caps(m, "capped").ok())
+    });
+    d.ok("a name reused by a capable file", |m| {
+        fs::remove_file(m.join("new"))?;
+        fs::rename(m.join("capped"), m.join("new"))?;
+        Ok(caps(m, "new").ok())
+    });
+    d.remount();
+    d.ok("remounted: every name", |m| {
+        Ok(["capped", "plain", "new"].map(|p| caps(m, p).ok()))
+    });
+    d.finish();
+}
+
 #[test]
 fn scenario_copy_up_parents_with_metadata() {
     let mut d = Diff::new(2, &|l| {

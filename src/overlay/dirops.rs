@@ -271,7 +271,10 @@ impl OverlayFs {
             lower_dirs: Vec::new(),
             opaque: is_dir && at != UpperAt::Absent,
         };
-        let (_, attr) = self.node_from_new(parent, name, &f)?;
+        let (node, attr) = self.node_from_new(parent, name, &f)?;
+        // Made just now: no file capability until one is set through the mount.
+        node.caps_absent
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok((attr, file))
     }
 

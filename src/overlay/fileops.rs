@@ -466,6 +466,10 @@ impl OverlayFs {
         self.copy_up(&node)?;
         let place = self.place(&node, true)?;
         let (fd, rel) = place.at(&self.stack);
+        if std::os::unix::ffi::OsStrExt::as_bytes(name) == super::CAPS_XATTR {
+            node.caps_absent
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         sys::set_xattr_at(fd, rel, &stored, value, flags).op("setxattr", rel)
     }
 

@@ -44,6 +44,10 @@ fn path_in(dirs: &[Loc], name: &OsStr) -> PathBuf {
     dirs.first().map(|d| d.1.join(name)).unwrap_or_default()
 }
 
+/// The xattr the kernel asks for before writes, chowns and execs (see
+/// [`nodes::Node::caps_absent`]).
+const CAPS_XATTR: &[u8] = b"security.capability";
+
 /// Name of the scratch directory layerfs keeps inside the workdir.
 pub const WORK_SUBDIR: &str = "layerfs-tmp";
 
@@ -558,11 +562,20 @@ impl OverlayFs {
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Res<Vec<u8>> {
         let stored = self.stored_xattr_name(name, Errno::ENODATA)?;
         let node = self.node(ino)?;
+        let caps = name.as_bytes() == CAPS_XATTR;
+        if caps && node.caps_absent.load(Ordering::Relaxed) {
+            return Err(Errno::ENODATA);
+        }
         let place = self.place(&node, false)?;
         let (fd, rel) = place.at(&self.stack);
         match sys::get_xattr_at(fd, rel, &stored) {
             Ok(Some(v)) => Ok(v),
-            Ok(None) => Err(Errno::ENODATA),
+            Ok(None) => {
+                if caps {
+                    node.caps_absent.store(true, Ordering::Relaxed);
+                }
+                Err(Errno::ENODATA)
+            }
             Err(e) => Err(errno_at("getxattr", rel, e)),
         }
     }

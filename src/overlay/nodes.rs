@@ -54,6 +54,11 @@ pub struct Node {
     shown: AtomicU64,
     /// Only carries a READDIRPLUS entry (see [`NodeTable::stand_in`]).
     pub stand_in: bool,
+    /// Known to have no `security.capability`: the kernel asks before every write and
+    /// chown (FUSE clears its "no privileges to drop" flag on each attribute update),
+    /// and a file gets one only by a SETXATTR through the mount (lower files never
+    /// change; a copy-up copies what the lower file had; a chown drops it).
+    pub caps_absent: std::sync::atomic::AtomicBool,
     /// S_IFMT bits; a node never changes type.
     pub kind: u32,
     pub state: RwLock<NodeState>,
@@ -261,6 +266,7 @@ impl NodeTable {
                     ino,
                     shown: AtomicU64::new(shown.unwrap_or(ino)),
                     stand_in: false,
+                    caps_absent: Default::default(),
                     kind,
                     state: RwLock::new(fresh.clone()),
                     lookups: AtomicU64::new(0),
@@ -291,6 +297,8 @@ impl NodeTable {
                 s.upper = fresh.upper;
                 s.lowers = fresh.lowers.clone();
                 s.backing = fresh.backing;
+                // Another file: what was known of the old one does not hold.
+                node.caps_absent.store(false, Ordering::Relaxed);
             }
         });
         node
@@ -344,6 +352,7 @@ impl NodeTable {
                 ino: id,
                 shown: AtomicU64::new(id),
                 stand_in: true,
+                caps_absent: Default::default(),
                 kind,
                 state: RwLock::new(NodeState {
                     aliases: vec![(parent, name.clone())],
@@ -370,6 +379,7 @@ impl NodeTable {
                 ino: ROOT_INO,
                 shown: AtomicU64::new(ROOT_INO),
                 stand_in: false,
+                caps_absent: Default::default(),
                 kind: libc::S_IFDIR,
                 state: RwLock::new(st),
                 lookups: AtomicU64::new(1),
