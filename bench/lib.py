@@ -335,6 +335,11 @@ TARGETS = {
     "walk-1M": (None, None, "stat walk of 1M entries"),
     "walk-all-warm": (1.3, 2.0, "stat walk of the whole tree, warm"),
     "walk-all-cold": (2.0, 2.0, "stat walk of the whole tree, cold"),
+    "hl-walk-fresh": (2.0, 2.5, "stat walk, every file 3 names, fresh mount"),
+    "hl-walk-again": (1.3, 2.5, "stat walk, every file 3 names, again"),
+    "imgmount-find": (2.0, 2.5, "find over an image mount"),
+    "imgmount-tar": (2.0, 2.5, "tar -c of an image mount"),
+    "exec-busybox-": (1.2, None, "1,000 execs from an image mount"),
 }
 
 
@@ -412,7 +417,8 @@ def union_checks(notes):
 GROUP_OF = [("walk-1M", "rss1m"), ("walk-all", "walk-all"), ("walk", "walk"), ("readdir", "bigdir"), ("ls-l", "bigdir"),
             ("seqread", "seqread"), ("randread", "randread"), ("copyup", "copyup"),
             ("untar", "untar"), ("rm-rf", "rm"), ("git", "git"), ("pcat", "pcat"),
-            ("load", "image"), ("pull-", "pull")]
+            ("load", "image"), ("pull-", "pull"), ("hl-", "hl-list"), ("imgmount", "imgmount"),
+            ("exec-", "exec")]
 
 
 def group_of(wl):

@@ -4,7 +4,7 @@
 # the image store (layerfs image load vs podman load vs umoci vs the zcat|tar floor), and pull
 # from a registry (layerfs pull vs podman pull vs a curl|pigz|tar floor).
 #
-#   sudo bench/run.sh [--quick] [--reps N] [--phases union,walk,verify,rss,image,pull]
+#   sudo bench/run.sh [--quick] [--reps N] [--phases union,walk,verify,rss,image,pull,meta]
 #                     [--impls kernel,layerfs,fuse-overlayfs-2.0,fuse-overlayfs-1.10]
 #                     [--workloads walk,bigdir,...] [--out DIR] [--no-build]
 #
@@ -20,6 +20,9 @@
 #   rss     walk of 1M lower entries: walk time, daemon CPU, peak RSS, RSS after
 #           `echo 2 > /proc/sys/vm/drop_caches`
 #   image   load of a generated 3-layer gzip image (>= 200 MB) and of the shared fixtures
+#   meta    bench/meta-phase.sh: a tree whose files all have 3 names (walk fresh, again),
+#           find + tar -c of a read-only mount of the image phase's image (layerfs: image
+#           mount), 1,000 execs of busybox from a mount of the shared busybox image
 #   pull    pull of a generated 5-layer gzip image (>= 400 MB) from a local docker-registry:
 #           layerfs pull (3 and 1 concurrent downloads) vs podman pull vs curl|pigz|tar
 #
@@ -56,7 +59,7 @@ fi
 # during a run cannot change what the run executes.
 main() {
 
-QUICK=0 REPS="" PHASES="union,walk,verify,rss,image,pull" IMPLS_ARG="" WORKLOADS="" OUT="" BUILD=1
+QUICK=0 REPS="" PHASES="union,walk,verify,rss,image,pull,meta" IMPLS_ARG="" WORKLOADS="" OUT="" BUILD=1
 ARGS=("$@")
 while (($#)); do
   case $1 in
@@ -286,7 +289,7 @@ fi
 
 # ------------------------------------------------------------------ extra data fs
 X=$BASE/x
-if has_phase walk || has_phase verify || has_phase rss || has_phase image || has_phase pull; then
+if has_phase walk || has_phase verify || has_phase rss || has_phase image || has_phase pull || has_phase meta; then
   loop_mount "$BASE/extra.img" 60G "$X" 3000000
   mkdir -p "$X/run"
 fi
@@ -295,7 +298,7 @@ for im in "${IMPLS[@]}"; do [[ $im == kernel ]] || FIMPLS+=("$im"); done
 
 # ------------------------------------------------------------------ union dataset, read-only
 U=$BASE/udata UDATA=0
-if has_phase verify || has_phase walk; then
+if has_phase verify || has_phase walk || has_phase meta; then
   if loop_mount "$UB_BASE/data.img" 0 "$U" 0 ro && [[ -f $U/.complete ]]; then UDATA=1
   else skip "verify/walk phases: no union dataset at $UB_BASE/data.img (run the union phase once)"; fi
 fi
@@ -676,6 +679,19 @@ EOC
   done
   pull_fresh
   reg_stop
+fi
+
+# ------------------------------------------------------------------ phase: meta
+if has_phase meta; then
+  I=${I:-$X/img} FIX=${FIX:-${SHARED:+$SHARED/fixtures}}
+  if ((!UDATA)); then skip "meta phase: no union dataset (run the union phase once)"
+  elif [[ ! -f $I/.complete ]]; then skip "meta phase: no generated image at $I (run the image phase once)"
+  elif [[ ! -v BIN[layerfs] ]]; then skip "meta phase: needs layerfs (its image store)"
+  else
+    # shellcheck source=bench/meta-phase.sh
+    . "$HERE/meta-phase.sh"
+    meta_phase
+  fi
 fi
 
 # ------------------------------------------------------------------ report
