@@ -365,7 +365,8 @@ if has_phase verify; then
     done
   fi
 fi
-((UDATA)) && unmount_path "$U"
+# (the meta phase, at the end, reads it too)
+if ((UDATA)) && ! has_phase meta; then unmount_path "$U"; fi
 
 # ------------------------------------------------------------------ phase: rss (1M entries)
 if has_phase rss; then
@@ -692,6 +693,7 @@ if has_phase meta; then
     . "$HERE/meta-phase.sh"
     meta_phase
   fi
+  if ((UDATA)); then unmount_path "$U"; fi
 fi
 
 # ------------------------------------------------------------------ report

@@ -16,6 +16,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One layer directory, opened before the mount so it stays reachable under it.
 #[derive(Debug)]
@@ -56,6 +57,7 @@ pub struct Resolver {
     cached_from: usize,
     /// What is known about those directories.
     lower_info: DashMap<Loc, LowerDirInfo, FastState>,
+    indexer: index::Indexer,
 }
 
 /// Cached facts about one lower directory.
@@ -65,6 +67,11 @@ struct LowerDirInfo {
     pub markers: Option<(bool, Option<Vec<u8>>)>,
     /// Whether any `.wh.*` name is in it, once listed.
     pub has_wh: Option<bool>,
+    /// Its names, once read (see [`index`]).
+    pub index: Option<Arc<index::NameIndex>>,
+    /// Lookups that found nothing here, until it is indexed; `u32::MAX`: read once, not
+    /// indexed (too big, or the directory is not there).
+    pub misses: u32,
 }
 
 pub fn s_isdir(mode: u32) -> bool {
@@ -103,6 +110,7 @@ impl Resolver {
             layers,
             cached_from,
             lower_info: DashMap::default(),
+            indexer: index::Indexer::default(),
         }
     }
 
@@ -132,6 +140,15 @@ impl Resolver {
 
     fn probe(&self, layer: usize, dir: &Path, name: &OsStr) -> io::Result<Probe> {
         let l = &self.layers[layer];
+        let key = self.is_cached(layer).then(|| (layer, dir.to_path_buf()));
+        if let Some(k) = &key
+            && let Some(i) = self.lower_info.get(k)
+            && i.index
+                .as_ref()
+                .is_some_and(|x| x.knows(name) == index::Known::Absent)
+        {
+            return Ok(Probe::Absent);
+        }
         let p = dir.join(name);
         match sys::lstat_at(l.fd(), &p) {
             Ok(st) => {
@@ -143,11 +160,9 @@ impl Resolver {
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(Probe::Blocked),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                if self.is_cached(layer) {
-                    let key = (layer, dir.to_path_buf());
-                    if let Some(i) = self.lower_info.get(&key)
-                        && i.has_wh == Some(false)
-                    {
+                if let Some(k) = key {
+                    let has_wh = self.missed(k)?;
+                    if has_wh == Some(false) {
                         return Ok(Probe::Absent);
                     }
                 }
@@ -159,6 +174,53 @@ impl Resolver {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A lookup found nothing in lower directory `key`: after a few, its names are read
+    /// and indexed, so the next lookups there need no syscall. Returns what is known of
+    /// `.wh.` names in it.
+    fn missed(&self, key: Loc) -> io::Result<Option<bool>> {
+        {
+            let mut i = self.lower_info.entry(key.clone()).or_default();
+            i.misses = i.misses.saturating_add(1);
+            if i.misses != index::MISSES_BEFORE_INDEX {
+                return Ok(i.has_wh);
+            }
+        }
+        let l = &self.layers[key.0];
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let entries = match sys::open_at(l.fd(), &key.1, flags, 0) {
+            Ok(fd) => sys::read_dir_fd(fd)?,
+            Err(e) if absent(&e) => {
+                // Not a directory of this layer: nothing to index (a lookup's answer
+                // there, absent or blocked, comes from the layer each time).
+                let mut i = self.lower_info.entry(key).or_default();
+                i.misses = u32::MAX;
+                return Ok(i.has_wh);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(self.note_names(key, &entries))
+    }
+
+    /// Record what a read of lower directory `key` found: whether it holds `.wh.` names,
+    /// and its index. Returns the former.
+    fn note_names(&self, key: Loc, entries: &[(OsString, u8, u64)]) -> Option<bool> {
+        let has_wh = entries
+            .iter()
+            .any(|(name, _, _)| name.as_bytes().starts_with(whiteout::WH_PREFIX));
+        let mut i = self.lower_info.entry(key).or_default();
+        i.has_wh = Some(has_wh);
+        if i.index.is_none() {
+            i.index = self
+                .indexer
+                .build(entries.iter().map(|e| e.0.as_os_str()))
+                .map(Arc::new);
+            if i.index.is_none() {
+                i.misses = u32::MAX;
+            }
+        }
+        Some(has_wh)
     }
 
     /// Does layer `layer` never change (so facts about it may be cached)?
@@ -365,13 +427,7 @@ impl Resolver {
             };
             let entries = sys::read_dir_fd(fd)?;
             if self.is_cached(*layer) {
-                let has_wh = entries
-                    .iter()
-                    .any(|(name, _, _)| name.as_bytes().starts_with(whiteout::WH_PREFIX));
-                self.lower_info
-                    .entry((*layer, rel.clone()))
-                    .or_default()
-                    .has_wh = Some(has_wh);
+                self.note_names((*layer, rel.clone()), &entries);
             }
             let last = n + 1 == dirs.len();
             for (name, dtype, dino) in entries {
@@ -545,6 +601,8 @@ pub fn open_layers(lowers: &[PathBuf], upper: Option<&Path>) -> Result<Vec<Layer
     }
     Ok(out)
 }
+
+mod index;
 
 #[cfg(test)]
 mod tests;

@@ -543,6 +543,16 @@ impl Filesystem for LayerFs {
             let Ok(a) = a else {
                 continue; // vanished since the snapshot
             };
+            if a.stand_in && sent > 0 {
+                // A name whose node id is not its number (a lower hard link's): end the
+                // reply before it. The kernel reads on with plain READDIR (it asks for
+                // READDIRPLUS at offset 0 only, unless a lookup came in between), which
+                // lists the name with its number and makes no node; the name's own node
+                // comes with its first LOOKUP. A stand-in entry is sent only when it would
+                // be the first of a reply.
+                self.fs.forget(a.ino, 1);
+                break;
+            }
             let full = reply.add(
                 INodeNo(a.ino),
                 l.offset_after(i),

@@ -531,7 +531,9 @@ impl OverlayFs {
         });
         for (name, dtype, layer, dino) in list {
             let l = &self.stack.layers()[layer];
-            let ino = self.nodes.ino_for((l.dev, dino), l.fs_index);
+            let id = self.nodes.ino_for((l.dev, dino), l.fs_index);
+            // The number stat shows (a copied-up hard link's name: not its node id).
+            let ino = self.nodes.shown_number(id);
             out.push(DirEntry {
                 name,
                 ino,

@@ -371,6 +371,11 @@ impl NodeTable {
         true
     }
 
+    /// The number node id `ino` shows, whether or not its node is alive.
+    pub fn shown_number(&self, ino: u64) -> u64 {
+        self.shown_of.get(&ino).map_or(ino, |s| *s)
+    }
+
     /// Insert the root node.
     pub fn insert_root(&self, st: NodeState) {
         self.nodes.insert(

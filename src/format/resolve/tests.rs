@@ -353,3 +353,63 @@ fn recorded_shows_what_one_layer_says() {
     assert!(s.recorded(0, Path::new("d")).unwrap().is_empty());
     assert!(s.dir_markers(&(0, PathBuf::from("d"))).unwrap().0);
 }
+
+/// Once a lower directory is indexed (after a few lookups that found nothing, or a
+/// listing), every answer stays what the layers say: names below, whiteouts in both
+/// forms, names that are nowhere; and a directory too big to index answers the same.
+#[test]
+fn indexed_lower_dirs_answer_as_the_layers_do() {
+    let mut top: Vec<(String, String)> = vec![
+        ("d/gone".into(), "wh".into()),
+        ("d/cgone".into(), "chardev-wh".into()),
+        ("d/here".into(), "top".into()),
+    ];
+    let mut bottom: Vec<(String, String)> = ["gone", "cgone", "below", "here"]
+        .iter()
+        .map(|n| (format!("d/{n}"), "b".to_string()))
+        .collect();
+    for i in 0..=index::MAX_ENTRIES {
+        top.push((format!("big/t{i}"), "t".into()));
+    }
+    bottom.push(("big/under".into(), "u".into()));
+    fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+        v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+    }
+    let (t, b) = (as_refs(&top), as_refs(&bottom));
+    let (_t, s) = stack(&[&t, &b]);
+    for dir in ["d", "big"] {
+        let dirs: Vec<Loc> = (0..2).map(|i| (i, PathBuf::from(dir))).collect();
+        let found = |n: &str| {
+            s.resolve(&dirs, OsStr::new(n))
+                .unwrap()
+                .map(|f| (f.top.0, f.top.1))
+        };
+        // Before, while and after the index is made: the same answers every round.
+        for round in 0..(index::MISSES_BEFORE_INDEX + 2) {
+            let at = |l: usize, n: &str| Some((l, PathBuf::from(dir).join(n)));
+            assert_eq!(
+                found(&format!("nowhere{round}")),
+                None,
+                "{dir}: round {round}"
+            );
+            if dir == "d" {
+                assert_eq!(found("gone"), None, "a .wh. file hides it (round {round})");
+                assert_eq!(
+                    found("cgone"),
+                    None,
+                    "a 0:0 device hides it (round {round})"
+                );
+                assert_eq!(found("below"), at(1, "below"), "round {round}");
+                assert_eq!(found("here"), at(0, "here"), "round {round}");
+            } else {
+                assert_eq!(found("under"), at(1, "under"), "round {round}");
+                assert_eq!(found("t7"), at(0, "t7"), "round {round}");
+            }
+        }
+        let indexed = s
+            .lower_info
+            .get(&(0, PathBuf::from(dir)))
+            .is_some_and(|i| i.index.is_some());
+        assert_eq!(indexed, dir == "d", "{dir}: indexed only when small");
+    }
+}
