@@ -574,8 +574,9 @@ fn scenario_lower_dir_renamed_over_dir_that_hid_a_deeper_one() {
     d.finish();
 }
 
+/// Each name of a lower hard link is an inode of its own (as in kernel overlayfs,
+/// index=off): rename(name1, name2) removes name1 and leaves name2 a copy with nlink 1.
 #[test]
-#[ignore = "deliberate difference: layerfs presents lower hard links as one inode (issue 2 asks for it), so the VFS makes rename(name1, name2) of one inode a no-op, as POSIX says; kernel overlayfs (index=off) sees two inodes, removes name1 and leaves name2 with nlink 1"]
 fn scenario_rename_between_names_of_one_lower_hard_link() {
     // reduced from randomized seeds 261 and 285
     let mut d = Diff::new(1, &|l| {

@@ -166,7 +166,13 @@ impl OverlayFs {
         let Some(d) = m.df else {
             return Ok(true);
         };
-        if d.stat.st_dev == m.sf.stat.st_dev && d.stat.st_ino == m.sf.stat.st_ino {
+        if d.stat.st_dev == m.sf.stat.st_dev
+            && d.stat.st_ino == m.sf.stat.st_ino
+            && !self.stack.is_lower(m.sf.top.0)
+        {
+            // One upper file under both names: POSIX says nothing happens. Two names of a
+            // lower hard link are two inodes here, as in kernel overlayfs (index=off): the
+            // rename goes on (the source copied up, the target replaced).
             return Ok(false);
         }
         if exchange {
