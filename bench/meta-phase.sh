@@ -11,8 +11,8 @@
 #                                  the shared busybox image
 
 meta_phase() {
-  local M=$X/meta im rep order t0 t1 lower ref
-  mkdir -p "$M"
+  local M=$X/meta R=$OUT/meta im rep order t0 t1 ref
+  mkdir -p "$M" "$R"
   # --- the hard-link-heavy tree
   if [[ ! -f $M/hl/.complete ]]; then
     say "== meta phase: building the hard-link tree (every file 3 names)"
@@ -43,7 +43,7 @@ meta_phase() {
     (cd "$1" && find . -printf '%p %y %m %U %G %s %n\n' | sort) >"$2"
   }
   same_as_kernel() { # GROUP IMPL FILE
-    ref=$M/$1.kernel
+    ref=$R/$1.kernel
     [[ -f $ref ]] || ref=$3
     if cmp -s "$ref" "$3"; then check "$1" "$2" OK "$(wc -l <"$3") entries identical to $(basename "$ref")"
     else check "$1" "$2" FAIL "$(diff "$ref" "$3" | grep -c '^[<>]') lines differ from $(basename "$ref")"; fi
@@ -61,9 +61,9 @@ meta_phase() {
           # the names of one file show one number, as on the kernel's mount
           (cd "$X/run/mnt" && find . -type f -printf '%i %p\n' | sort -k2 |
             awk '{ n = $2; sub(/\.hl[12]$/, "", n); if (!(n in g)) g[n] = $1; else if (g[n] != $1) bad++ }
-                 END { print "files whose names show different numbers:", bad + 0 }') >"$M/hardlinks.$im"
-          listing "$X/run/mnt" "$M/hl-list.$im"; cat "$M/hardlinks.$im" >>"$M/hl-list.$im"
-          same_as_kernel hl-list "$im" "$M/hl-list.$im"
+                 END { print "files whose names show different numbers:", bad + 0 }') >"$R/hardlinks.$im"
+          listing "$X/run/mnt" "$R/hl-list.$im"; cat "$R/hardlinks.$im" >>"$R/hl-list.$im"
+          same_as_kernel hl-list "$im" "$R/hl-list.$im"
         fi
       else res meta "$im" hl-walk-fresh "$rep" ""; check hl-list "$im" FAIL "mount failed"; fi
       umount_impl
@@ -72,7 +72,7 @@ meta_phase() {
         res meta "$im" imgmount-find "$rep" "$(elapsed "$t0" "$t1")"
         t0=$(now); tar -C "$X/run/mnt" -cf - . | cat >/dev/null; t1=$(now)
         res meta "$im" imgmount-tar "$rep" "$(elapsed "$t0" "$t1")"
-        if ((rep == 1)); then listing "$X/run/mnt" "$M/imgmount.$im"; same_as_kernel imgmount "$im" "$M/imgmount.$im"; fi
+        if ((rep == 1)); then listing "$X/run/mnt" "$R/imgmount.$im"; same_as_kernel imgmount "$im" "$R/imgmount.$im"; fi
       else res meta "$im" imgmount-find "$rep" ""; check imgmount "$im" FAIL "mount failed"; fi
       umount_impl
       if [[ -n $BBL ]] && ro_mount "$im" "$BBL" busybox "$X/run/mnt"; then
