@@ -39,8 +39,10 @@ meta_phase() {
       *) "${BIN[$1]}" -o "lowerdir=$2" "$4" </dev/null >>"$LOG" 2>&1 8>&-;;
     esac
   }
-  listing() { # MNT OUT: what a walk shows (names, types, modes, owners, sizes, link counts)
-    (cd "$1" && find . -printf '%p %y %m %U %G %s %n\n' | sort) >"$2"
+  listing() { # MNT OUT: what a walk shows (names, types, modes, owners, sizes, the link
+    # counts of non-directories: a merged directory's count differs by design, as in the
+    # walk phase)
+    (cd "$1" && find . -printf '%p %y %m %U %G %s %n\n' | awk '$2 == "d" { $7 = "-" } 1' | sort) >"$2"
   }
   same_as_kernel() { # GROUP IMPL FILE
     ref=$R/$1.kernel
