@@ -3,7 +3,7 @@
 //! kernel has cached costs no second LOOKUP; a missing name is a failed one).
 
 use crate::common::layer::build_lowers;
-use crate::common::mount::{Dirs, Impl, Opts, mount, wait_until};
+use crate::common::mount::{Dirs, Impl, Mounted, Opts, mount, wait_until};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
@@ -30,19 +30,18 @@ fn get(table: &str, name: &str) -> (u64, u64) {
         .unwrap_or((0, 0))
 }
 
-#[test]
-fn sigusr1_and_unmount_write_the_request_counters() {
+/// A layerfs mount of one lower layer made by `setup`, counting into `stats.txt` beside
+/// it: (its temp dir, the mount, the counters' file, the daemon's pid); None (printed) when
+/// the implementation under test is not layerfs.
+fn counted_mount(
+    setup: &dyn Fn(&[crate::common::layer::Layer]),
+) -> Option<(tempfile::TempDir, Mounted, std::path::PathBuf, u32)> {
     if Impl::under_test() != Impl::Layerfs {
         eprintln!("skipped: layerfs's own counters");
-        return;
+        return None;
     }
     let t = tempfile::tempdir().expect("tempdir");
-    let lowers = build_lowers(t.path(), 1, &|l| {
-        for i in 0..20 {
-            l[0].file(&format!("d/f{i}"), b"x");
-        }
-    });
-    let dirs = Dirs::new(t.path(), lowers);
+    let dirs = Dirs::new(t.path(), build_lowers(t.path(), 1, setup));
     let file = t.path().join("stats.txt");
     let opts = Opts {
         layerfs_extra: vec![format!("stats={}", file.display())],
@@ -50,6 +49,18 @@ fn sigusr1_and_unmount_write_the_request_counters() {
     };
     let m = mount(Impl::Layerfs, &dirs, &opts);
     let pid = m.daemon.expect("the daemon's pid");
+    Some((t, m, file, pid))
+}
+
+#[test]
+fn sigusr1_and_unmount_write_the_request_counters() {
+    let Some((t, m, file, pid)) = counted_mount(&|l| {
+        for i in 0..20 {
+            l[0].file(&format!("d/f{i}"), b"x");
+        }
+    }) else {
+        return;
+    };
     for _ in 0..2 {
         for i in 0..20 {
             fs::symlink_metadata(m.mnt.join(format!("d/f{i}"))).expect("stat");
@@ -61,20 +72,7 @@ fn sigusr1_and_unmount_write_the_request_counters() {
     for _ in 0..3 {
         assert_eq!(fs::read_dir(m.mnt.join("d")).expect("ls d").count(), 20);
     }
-    let kill = |sig: &str| {
-        let st = std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(st.success(), "kill {sig} {pid}");
-    };
-    kill("-USR1");
-    assert!(
-        wait_until(Duration::from_secs(10), || file.exists()),
-        "SIGUSR1 wrote no {}",
-        file.display()
-    );
-    let first = fs::read_to_string(&file).expect("read the counters");
+    let first = dump(pid, &file);
     let (lookups, failed) = get(&first, "LOOKUP");
     // d, its 20 files once each (the second round is answered by the dentry cache), and
     // the 3 misses, each a failed LOOKUP (a negative entry the kernel then keeps).
@@ -136,26 +134,15 @@ fn dump(pid: u32, file: &std::path::Path) -> String {
 /// walk looked every such name up again).
 #[test]
 fn names_of_lower_hard_links_are_cached() {
-    if Impl::under_test() != Impl::Layerfs {
-        eprintln!("skipped: layerfs's own counters");
-        return;
-    }
-    let t = tempfile::tempdir().expect("tempdir");
-    let lowers = build_lowers(t.path(), 1, &|l| {
+    let Some((_t, m, file, pid)) = counted_mount(&|l| {
         for i in 0..30 {
             l[0].file(&format!("d/f{i}"), b"x")
                 .hardlink(&format!("d/f{i}.1"), &format!("d/f{i}"))
                 .hardlink(&format!("d/f{i}.2"), &format!("d/f{i}"));
         }
-    });
-    let dirs = Dirs::new(t.path(), lowers);
-    let file = t.path().join("stats.txt");
-    let opts = Opts {
-        layerfs_extra: vec![format!("stats={}", file.display())],
-        ..Opts::default()
+    }) else {
+        return;
     };
-    let m = mount(Impl::Layerfs, &dirs, &opts);
-    let pid = m.daemon.expect("the daemon's pid");
     let walk = || -> Vec<(String, u64)> {
         let mut v: Vec<_> = fs::read_dir(m.mnt.join("d"))
             .expect("ls d")

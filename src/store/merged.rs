@@ -70,6 +70,14 @@ fn change(p: &Path, kind: char) -> Change {
     }
 }
 
+/// The image's entry `name` in its directory `below`, if that is a directory and has one.
+fn image_child(lower: &Stack, below: Option<&Node>, name: &OsStr) -> Result<Option<Node>> {
+    match below.filter(|b| is_dir(&b.st)) {
+        Some(b) => lower.child(b, name),
+        None => Ok(None),
+    }
+}
+
 /// Whether `here` (an entry of a container's stack: its upper on top of the image) is the
 /// image's entry `image` itself: the same layer file at the same path, and for a directory
 /// the same contributing dirs (the image's stack is the container's minus its upper).
@@ -235,10 +243,7 @@ impl Stack {
             let here = self
                 .child(dir, &name)?
                 .ok_or_else(|| vanished(&self.paths[0], &p))?;
-            let under = match below.filter(|b| is_dir(&b.st)) {
-                Some(b) => lower.child(b, &name)?,
-                None => None,
-            };
+            let under = image_child(lower, below, &name)?;
             // What the image had in a directory here and the container no longer shows:
             // whited out, or hidden without a whiteout per name (an opaque or renamed dir,
             // a dir inside one, a non-directory put in its place).
@@ -269,10 +274,7 @@ impl Stack {
         out: &mut Vec<Change>,
     ) -> Result<()> {
         for c in self.children(dir)? {
-            let under = match below.filter(|b| is_dir(&b.st)) {
-                Some(b) => lower.child(b, c.rel.file_name().unwrap_or_default())?,
-                None => None,
-            };
+            let under = image_child(lower, below, c.rel.file_name().unwrap_or_default())?;
             if under.as_ref().is_some_and(|u| same_entry(&c, u)) {
                 // The image's own entry at its own path, and so all under it.
                 continue;
