@@ -8,11 +8,13 @@
 use super::{DirEntry, OverlayFs, Res};
 use dashmap::DashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Snapshots kept for readers that have not reached the end (a reader that stops early,
-/// `ls | head`, leaves one behind); the oldest go first beyond this.
+/// `ls | head`, leaves one behind); the oldest go first beyond this many, or beyond this
+/// many entries in all (a reader whose snapshot went finds a fresh one at its index).
 const KEPT: usize = 1024;
+const KEPT_ENTRIES: usize = 1 << 20;
 /// Listing ids stay below 2^31, so an offset stays a positive `off_t`.
 const ID_MASK: u64 = (1 << 31) - 1;
 
@@ -27,6 +29,8 @@ struct Snapshot {
 pub struct Listings {
     snaps: DashMap<u64, Snapshot, crate::fasthash::FastState>,
     next: AtomicU64,
+    /// Entries in the kept snapshots.
+    held: AtomicUsize,
 }
 
 /// What one READDIR answers from.
@@ -48,17 +52,30 @@ impl Listing {
 impl Listings {
     fn keep(&self, ino: u64, entries: Arc<Vec<DirEntry>>) -> u64 {
         let id = 1 + self.next.fetch_add(1, Ordering::Relaxed) % ID_MASK;
-        if self.snaps.len() >= KEPT {
+        let n = entries.len();
+        while !self.snaps.is_empty()
+            && (self.snaps.len() >= KEPT || self.held.load(Ordering::Relaxed) + n > KEPT_ENTRIES)
+        {
             // Ids grow with time (until they wrap): the smallest distance back from this
             // one is the newest, the largest the oldest.
             let age = |k: u64| id.wrapping_sub(k) & ID_MASK;
             let oldest = self.snaps.iter().map(|e| *e.key()).max_by_key(|k| age(*k));
-            if let Some(k) = oldest {
-                self.snaps.remove(&k);
+            match oldest {
+                Some(k) => self.drop_snapshot(k),
+                None => break,
             }
         }
-        self.snaps.insert(id, Snapshot { ino, entries });
+        self.held.fetch_add(n, Ordering::Relaxed);
+        if let Some(old) = self.snaps.insert(id, Snapshot { ino, entries }) {
+            self.held.fetch_sub(old.entries.len(), Ordering::Relaxed);
+        }
         id
+    }
+
+    fn drop_snapshot(&self, id: u64) {
+        if let Some((_, s)) = self.snaps.remove(&id) {
+            self.held.fetch_sub(s.entries.len(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -95,7 +112,7 @@ impl OverlayFs {
             }
         };
         if index >= entries.len() {
-            self.listings.snaps.remove(&id);
+            self.listings.drop_snapshot(id);
         }
         Ok(Listing {
             entries,
@@ -148,6 +165,24 @@ mod tests {
             !l.snaps.contains_key(&first),
             "the oldest snapshot is dropped first"
         );
+    }
+
+    #[test]
+    fn entries_held_stay_under_the_bound() {
+        let l = Listings::default();
+        let big = |n: usize| Arc::new((0..n).map(|_| entry("x")).collect::<Vec<_>>());
+        let a = l.keep(1, big(KEPT_ENTRIES / 2));
+        let b = l.keep(2, big(KEPT_ENTRIES / 2));
+        assert_eq!(l.held.load(Ordering::Relaxed), KEPT_ENTRIES);
+        let c = l.keep(3, big(10));
+        assert!(!l.snaps.contains_key(&a) && l.snaps.contains_key(&b) && l.snaps.contains_key(&c));
+        assert_eq!(l.held.load(Ordering::Relaxed), KEPT_ENTRIES / 2 + 10);
+        // One listing bigger than the bound is still kept (its reader needs it).
+        let d = l.keep(4, big(KEPT_ENTRIES + 1));
+        assert_eq!(l.snaps.len(), 1);
+        assert!(l.snaps.contains_key(&d));
+        l.drop_snapshot(d);
+        assert_eq!(l.held.load(Ordering::Relaxed), 0);
     }
 
     #[test]
