@@ -3,14 +3,13 @@
 //! found nothing there), a lookup of a name it does not hold, and of its `.wh.` form,
 //! is answered from memory instead of by two failing `fstatat`s per layer.
 //!
-//! An index keeps 64-bit hashes of the names: a hash it lacks is a name the directory
+//! An index keeps 64-bit hashes of the names, sorted: a hash it lacks is a name the directory
 //! lacks; a hash it has (a real name, or rarely another one's) sends the lookup to the
 //! directory as before. Directories with many entries are not indexed (a lookup there
 //! costs the same either way, the index would not), nor are names beyond a total cap.
 
-use crate::fasthash::{FastHasher, FastState};
+use crate::fasthash::FastHasher;
 use crate::format::whiteout::WH_PREFIX;
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::hash::Hasher;
 use std::os::unix::ffi::OsStrExt;
@@ -29,10 +28,11 @@ fn hash(name: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The names of one lower directory, as hashes.
+/// The names of one lower directory, as hashes, sorted (8 bytes a name; a hash table
+/// took about 29 with its slack).
 #[derive(Debug)]
 pub struct NameIndex {
-    hashes: HashSet<u64, FastState>,
+    hashes: Box<[u64]>,
 }
 
 /// What an index says of a name.
@@ -47,7 +47,8 @@ pub enum Known {
 impl NameIndex {
     pub fn knows(&self, name: &OsStr) -> Known {
         let n = name.as_bytes();
-        if self.hashes.contains(&hash(n)) || self.hashes.contains(&hash(&[WH_PREFIX, n].concat())) {
+        let has = |h: u64| self.hashes.binary_search(&h).is_ok();
+        if has(hash(n)) || has(hash(&[WH_PREFIX, n].concat())) {
             Known::Maybe
         } else {
             Known::Absent
@@ -68,11 +69,12 @@ impl Indexer {
         if n > MAX_ENTRIES || self.total.fetch_add(n, Ordering::Relaxed) + n > MAX_TOTAL {
             return None;
         }
-        let mut hashes = HashSet::with_capacity_and_hasher(n, FastState::default());
-        for name in names {
-            hashes.insert(hash(name.as_bytes()));
-        }
-        Some(NameIndex { hashes })
+        let mut hashes: Vec<u64> = names.map(|name| hash(name.as_bytes())).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        Some(NameIndex {
+            hashes: hashes.into_boxed_slice(),
+        })
     }
 }
 
