@@ -543,7 +543,7 @@ impl Filesystem for LayerFs {
             let Ok(a) = a else {
                 continue; // vanished since the snapshot
             };
-            if a.stand_in && sent > 0 {
+            if (a.stand_in || a.st_ino != a.ino) && sent > 0 {
                 // A name whose node id is not its number (a lower hard link's): end the
                 // reply before it. The kernel reads on with plain READDIR (it asks for
                 // READDIRPLUS at offset 0 only, unless a lookup came in between), which
