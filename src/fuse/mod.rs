@@ -7,7 +7,7 @@ mod passthrough;
 pub mod stats;
 
 use crate::overlay::fileops::SetAttr;
-use crate::overlay::{Attr, Ctx, Errno, OverlayFs, Res};
+use crate::overlay::{Attr, Ctx, Errno, Listed, OverlayFs, Res};
 use crate::sys;
 use convert::{NEGATIVE, dtype_kind, err, file_attr, stat_attr, time_arg};
 use dashmap::DashMap;
@@ -538,21 +538,15 @@ impl Filesystem for LayerFs {
             let a = if dots {
                 self.fs.getattr(e.ino)
             } else {
-                self.fs.lookup_listed(ino.0, &e.name, e.layer)
+                match self.fs.lookup_listed(ino.0, &e.name, e.layer, sent == 0) {
+                    Ok(Listed::Later) => break,
+                    Ok(Listed::Entry(a)) => Ok(a),
+                    Err(e) => Err(e),
+                }
             };
             let Ok(a) = a else {
                 continue; // vanished since the snapshot
             };
-            if (a.stand_in || a.st_ino != a.ino) && sent > 0 {
-                // A name whose node id is not its number (a lower hard link's): end the
-                // reply before it. The kernel reads on with plain READDIR (it asks for
-                // READDIRPLUS at offset 0 only, unless a lookup came in between), which
-                // lists the name with its number and makes no node; the name's own node
-                // comes with its first LOOKUP. A stand-in entry is sent only when it would
-                // be the first of a reply.
-                self.fs.forget(a.ino, 1);
-                break;
-            }
             let full = reply.add(
                 INodeNo(a.ino),
                 l.offset_after(i),

@@ -102,6 +102,14 @@ pub struct Attr {
     pub stand_in: bool,
 }
 
+/// What READDIRPLUS sends for a listed name.
+#[derive(Debug)]
+pub enum Listed {
+    Entry(Attr),
+    /// End the reply before it (see [`OverlayFs::lookup_listed`]).
+    Later,
+}
+
 /// What a request made stale in the kernel's caches as a side effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Invalidation {
@@ -389,13 +397,9 @@ impl OverlayFs {
         self.node_for(parent, name, f, true)
     }
 
-    fn node_for(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        f: &crate::format::resolve::Found,
-        new: bool,
-    ) -> Res<(Arc<Node>, Attr)> {
+    /// The node id a resolved entry gets: its file's number, or, for a name of a lower
+    /// file with several names, an id of its own (see `nodes`).
+    fn node_id(&self, f: &crate::format::resolve::Found, new: bool) -> NodeId {
         let layer = &self.stack.layers()[f.top.0];
         let backing = (f.stat.st_dev, f.stat.st_ino);
         let ino = if new {
@@ -403,6 +407,33 @@ impl OverlayFs {
         } else {
             self.nodes.ino_for(backing, layer.fs_index)
         };
+        let in_upper = self.stack.has_upper && f.top.0 == 0;
+        if !in_upper && !crate::format::resolve::s_isdir(f.stat.st_mode) && f.stat.st_nlink > 1 {
+            NodeId::Name { shown: ino }
+        } else {
+            NodeId::Ino(ino)
+        }
+    }
+
+    fn node_for(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        f: &crate::format::resolve::Found,
+        new: bool,
+    ) -> Res<(Arc<Node>, Attr)> {
+        let id = self.node_id(f, new);
+        self.node_with_id(parent, name, f, id)
+    }
+
+    fn node_with_id(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        f: &crate::format::resolve::Found,
+        id: NodeId,
+    ) -> Res<(Arc<Node>, Attr)> {
+        let backing = (f.stat.st_dev, f.stat.st_ino);
         let in_upper = self.stack.has_upper && f.top.0 == 0;
         let kind = f.stat.st_mode & libc::S_IFMT;
         let lowers = if kind == libc::S_IFDIR {
@@ -425,12 +456,6 @@ impl OverlayFs {
             backing,
         };
         let name = name.to_os_string();
-        // A lower file with several names: each name its own node (see `nodes`).
-        let id = if !in_upper && kind != libc::S_IFDIR && f.stat.st_nlink > 1 {
-            NodeId::Name { shown: ino }
-        } else {
-            NodeId::Ino(ino)
-        };
         let node = self.nodes.lookup_or_insert(id, kind, parent, &name, fresh);
         let merged = node.with(|s| Self::is_merged_dir(s, kind));
         let loc = self.loc_of(&node).unwrap_or_else(|_| f.top.clone());
@@ -450,9 +475,16 @@ impl OverlayFs {
         Ok(self.node_from_found(parent, name, &f)?.1)
     }
 
-    /// LOOKUP of an entry a directory snapshot found in lower layer `layer`: the layers
-    /// between the upper and `layer` are known to hold neither it nor a whiteout.
-    pub fn lookup_listed(&self, parent: u64, name: &OsStr, layer: usize) -> Res<Attr> {
+    /// LOOKUP for READDIRPLUS of an entry a directory snapshot found in lower layer
+    /// `layer` (the layers between the upper and `layer` are known to hold neither it nor
+    /// a whiteout); `first`: it would be the first entry of the reply.
+    pub fn lookup_listed(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        layer: usize,
+        first: bool,
+    ) -> Res<Listed> {
         let p = self.node(parent)?;
         if !p.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -465,25 +497,37 @@ impl OverlayFs {
             .resolve(&dirs, name)
             .map_err(|e| errno_at("lookup", &path_in(&dirs, name), e))?
             .ok_or(Errno::ENOENT)?;
-        let (node, attr) = self.node_from_found(parent, name, &f)?;
-        if attr.st_ino == attr.ino {
-            return Ok(attr);
+        let id = self.node_id(&f, false);
+        let own_number = match id {
+            NodeId::Name { .. } => false,
+            NodeId::Ino(i) => self.nodes.shown_number(i) == i,
+        };
+        // fuser sends an entry's node id as its d_ino: a name whose node id is not its
+        // number (a lower hard link's) ends the reply before it, with no node made. The
+        // kernel reads on with plain READDIR (at a non-zero offset it asks for
+        // READDIRPLUS only after a lookup in between), which lists it with its number;
+        // its own node comes with its first LOOKUP.
+        if !own_number && !first {
+            return Ok(Listed::Later);
         }
-        // A name whose node id is not its number: the entry goes out on a stand-in of
-        // that number, so the listing's d_ino is what stat shows (see `stand_in`).
+        let (node, attr) = self.node_with_id(parent, name, &f, id)?;
+        if attr.st_ino == attr.ino {
+            return Ok(Listed::Entry(attr));
+        }
+        // First of a reply: it goes out on a stand-in of its number (see `stand_in`).
         let st = node.snap();
         if self
             .nodes
             .stand_in(attr.st_ino, node.kind, parent, &name.to_os_string(), st)
         {
             self.nodes.forget(node.ino, 1);
-            return Ok(Attr {
+            return Ok(Listed::Entry(Attr {
                 ino: attr.st_ino,
                 stand_in: true,
                 ..attr
-            });
+            }));
         }
-        Ok(attr)
+        Ok(Listed::Entry(attr))
     }
 
     /// FORGET: the kernel dropped `n` references.
