@@ -142,15 +142,6 @@ impl OverlayFs {
         self.copy_up_with(node, false)
     }
 
-    /// Copy up through a given name (a lower hard link has several).
-    pub fn copy_up_via(&self, node: &Arc<Node>, parent: u64, name: &std::ffi::OsStr) -> Res<()> {
-        if !node.with(|s| s.upper) {
-            self.nodes
-                .promote_alias(node.ino, parent, &name.to_os_string());
-        }
-        self.copy_up(node)
-    }
-
     /// Copy-up for an open with O_TRUNC: the data would be thrown away at once, so
     /// only the metadata is copied (an empty file), as kernel overlayfs does.
     pub fn copy_up_truncated(&self, node: &Arc<Node>) -> Res<()> {

@@ -492,20 +492,4 @@ impl NodeTable {
         let ino = *self.names.get(&(parent, name.clone()))?;
         self.get(ino)
     }
-
-    /// Make (parent, name) the node's first name: the one its path and copy-up use.
-    pub fn promote_alias(&self, ino: u64, parent: u64, name: &OsString) {
-        if let Some(node) = self.get(ino) {
-            node.update(|s| {
-                if let Some(i) = s
-                    .aliases
-                    .iter()
-                    .position(|(p, n)| *p == parent && n == name)
-                {
-                    let a = s.aliases.remove(i);
-                    s.aliases.insert(0, a);
-                }
-            });
-        }
-    }
 }

@@ -196,7 +196,7 @@ impl OverlayFs {
                 self.copy_up(m.npn)?;
                 let (snode, tmp) = self.child_node(m.pn.ino, m.name, m.sf)?;
                 let r = self
-                    .copy_up_via(&snode, m.pn.ino, m.name)
+                    .copy_up(&snode)
                     .and_then(|()| self.redirect_before_move(&snode, m.pn.ino, m.name, m.npn.ino));
                 if tmp {
                     self.nodes.forget(snode.ino, 1);
@@ -218,7 +218,7 @@ impl OverlayFs {
         }
         self.copy_up(m.pn)?;
         self.copy_up(m.npn)?;
-        self.copy_up_via(snode, m.pn.ino, m.name)
+        self.copy_up(snode)
     }
 
     /// RENAME_EXCHANGE: both entries (copied up) swap places; moved directories get
@@ -236,7 +236,7 @@ impl OverlayFs {
         {
             return Err(Errno::EXDEV);
         }
-        self.copy_up_via(&dnode, npn.ino, m.newname)?;
+        self.copy_up(&dnode)?;
         let spath = self.nodes.path_of(pn.ino)?.join(m.name);
         let dpath = self.nodes.path_of(npn.ino)?.join(m.newname);
         let up = self.stack.layers()[0].fd();
