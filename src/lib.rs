@@ -32,6 +32,7 @@ pub mod fuse;
 pub mod mount;
 pub mod overlay;
 pub mod registry;
+pub mod runtime;
 pub mod store;
 pub mod sys;
 pub mod transfer;

@@ -107,7 +107,7 @@ fn create_ls_rename_rm_prune() {
         .ok(&["container", "create", &a.id()[7..19]])
         .trim()
         .to_string();
-    let ls = st.ok(&["container", "ls"]);
+    let ls = st.ok(&["container", "ls", "-a"]);
     let lines: Vec<&str> = ls.lines().collect();
     assert!(
         lines[0].starts_with("CONTAINER ID")
@@ -126,7 +126,7 @@ fn create_ls_rename_rm_prune() {
         .expect("row");
     let name = other.split_whitespace().last().expect("name");
     assert!(name.contains('_'), "two-word name: {name}");
-    let js = st.ok(&["container", "ls", "--format", "json"]);
+    let js = st.ok(&["container", "ls", "-a", "--format", "json"]);
     assert_eq!(js.lines().count(), 2);
     let e = st.fail(&["container", "create", "sample:1", "--name", "web"]);
     assert!(e.contains("already in use"), "{e}");
@@ -170,7 +170,7 @@ fn create_ls_rename_rm_prune() {
     assert_eq!(p.lowers, layer_dirs(&st, "sample:1"));
     assert_eq!(p.upper, o.join("diff"));
     st.ok(&["container", "rename", "web", "web2"]);
-    assert!(st.ok(&["container", "ls"]).contains(" web2"));
+    assert!(st.ok(&["container", "ls", "-a"]).contains(" web2"));
     let e = st.fail(&["container", "rename", "web2", "bad name"]);
     assert!(e.contains("invalid container name"), "{e}");
     assert_eq!(st.ok(&["container", "rm", "web2"]), "web2\n");
@@ -178,7 +178,7 @@ fn create_ls_rename_rm_prune() {
     assert!(e.contains("no such container: web2"), "{e}");
     let out = st.ok(&["container", "prune", "-f"]);
     assert!(out.contains(&id2));
-    assert_eq!(st.ok(&["container", "ls", "-q"]), "");
+    assert_eq!(st.ok(&["container", "ls", "-a", "-q"]), "");
     st.assert_clean();
 }
 

@@ -3,7 +3,10 @@
 
 use super::image::json_format;
 use super::{CliError, CliResult};
+use crate::runtime::state::{State, Status};
+use crate::runtime::{ctl, prepare};
 use crate::store::Store;
+use crate::store::containers::Container;
 use crate::store::error::{Error as StoreError, ResultExt};
 use crate::store::human::{human_age, now_secs, parse_rfc3339};
 use clap::{Parser, Subcommand};
@@ -14,7 +17,9 @@ use std::path::{Path, PathBuf};
 #[derive(Parser, Debug)]
 #[command(
     name = "layerfs container",
-    about = "Manage containers (writable layers over images)"
+    about = "Manage containers (writable layers over images)",
+    after_help = "Also: create, run, start, stop, restart, kill, exec, logs, wait \
+(see `layerfs run --help`, `layerfs exec --help`, ...)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,15 +28,6 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Create a writable layer over an image; prints the container ID
-    Create {
-        image: String,
-        #[arg(long)]
-        name: Option<String>,
-        /// Pull the image first: missing (when not in the store), always, never
-        #[arg(long, value_enum, default_value = "missing")]
-        pull: super::pull::PullPolicy,
-    },
     /// List containers
     #[command(alias = "list", alias = "ps")]
     Ls {
@@ -92,24 +88,33 @@ enum Cmd {
 }
 
 pub fn main(root: Option<PathBuf>, args: Vec<OsString>) -> i32 {
+    let word = args
+        .first()
+        .and_then(|a| a.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let rest = args.get(1..).map(<[OsString]>::to_vec).unwrap_or_default();
+    match word.as_str() {
+        "run" => return super::run::run_main(root, rest),
+        "create" => return super::run::create_main(root, rest),
+        "start" => return super::run::start_main(root, rest),
+        "stop" | "restart" | "kill" | "exec" | "logs" | "wait" => {
+            return super::runctl::main(root, &word, rest);
+        }
+        _ => {}
+    }
     super::parse_and_run::<Cli>("layerfs container", args, |cli| run(root, cli.cmd))
 }
 
 fn run(root: Option<PathBuf>, cmd: Cmd) -> CliResult {
     let store = super::open_store(root.clone())?;
     match cmd {
-        Cmd::Create { image, name, pull } => {
-            super::pull::ensure_image(root.clone(), &image, pull)?;
-            let c = store.create_container(&image, name.as_deref())?;
-            println!("{}", c.id);
-            Ok(())
-        }
         Cmd::Ls {
-            all: _,
+            all,
             quiet,
             no_trunc,
             format,
-        } => ls(&store, quiet, no_trunc, json_format(&format)?),
+        } => ls(&store, all, quiet, no_trunc, json_format(&format)?),
         Cmd::Mount {
             container,
             mountpoint,
@@ -150,16 +155,22 @@ fn run(root: Option<PathBuf>, cmd: Cmd) -> CliResult {
         Cmd::Rm { force, containers } => {
             let mut errs = Vec::new();
             for n in containers {
-                match store.remove_container(&n, force) {
-                    Ok(_) => println!("{n}"),
-                    Err(e) => errs.push(e.into()),
+                match ctl::remove(&store, &n, force) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => errs.push(CliError::Usage(e)),
                 }
             }
             super::all_or_each(errs)
         }
         Cmd::Rename { old, new } => Ok(store.rename_container(&old, &new)?),
         Cmd::Prune { force: _ } => {
-            let removed = store.prune_containers()?;
+            // Running containers are in use: they stay, as mounted ones do.
+            let mut removed = Vec::new();
+            for c in store.prune_candidates()? {
+                if !ctl::state(&store, &c).map_err(CliError::Usage)?.running() {
+                    removed.push(store.remove_container(&c.id, false)?);
+                }
+            }
             if !removed.is_empty() {
                 println!("Deleted Containers:");
             }
@@ -171,15 +182,48 @@ fn run(root: Option<PathBuf>, cmd: Cmd) -> CliResult {
     }
 }
 
-fn ls(store: &Store, quiet: bool, no_trunc: bool, json: bool) -> CliResult {
+/// What `ps` shows of a container's run: STATUS as docker words it, and COMMAND.
+fn run_columns(
+    store: &Store,
+    c: &Container,
+    now: i64,
+) -> Result<(State, String, String), CliError> {
+    let st = ctl::state(store, c).map_err(CliError::Usage)?;
+    let age = |t: &str| human_age(parse_rfc3339(t), now);
+    let status = match st.status {
+        Status::Created => "Created".to_string(),
+        Status::Running => format!("Up {}", age(&st.started_at).trim_end_matches(" ago")),
+        Status::Exited => format!("Exited ({}) {}", st.exit_code, age(&st.finished_at)),
+    };
+    let files = prepare::files_of(store, c);
+    let command = prepare::load_run_config(&files)
+        .and_then(|rc| prepare::process_of(store, c, &rc))
+        .map(|p| p.args.join(" "))
+        .unwrap_or_default();
+    Ok((st, status, command))
+}
+
+fn ls(store: &Store, all: bool, quiet: bool, no_trunc: bool, json: bool) -> CliResult {
     let now = now_secs();
     let mut rows = vec![
-        ["CONTAINER ID", "IMAGE", "CREATED", "NAMES"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>(),
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>(),
     ];
     for c in store.containers()? {
+        let (st, status, command) = run_columns(store, &c, now)?;
+        if !all && !st.running() {
+            continue;
+        }
         let id = if no_trunc {
             c.id.clone()
         } else {
@@ -190,13 +234,21 @@ fn ls(store: &Store, quiet: bool, no_trunc: bool, json: bool) -> CliResult {
         } else if json {
             println!(
                 "{}",
-                serde_json::json!({"ID": id, "Image": c.image_ref, "ImageID": c.image.to_string(), "CreatedAt": c.created, "RunningFor": human_age(parse_rfc3339(&c.created), now), "Names": c.name, "UpperDir": store.layout.cache_dir(&c.mount_id).join("diff").display().to_string()})
+                serde_json::json!({"ID": id, "Image": c.image_ref, "ImageID": c.image.to_string(), "Command": command, "CreatedAt": c.created, "RunningFor": human_age(parse_rfc3339(&c.created), now), "State": st.status, "Status": status, "ExitCode": st.exit_code, "Ports": "", "Names": c.name, "UpperDir": store.layout.cache_dir(&c.mount_id).join("diff").display().to_string()})
             );
         } else {
+            let shown = if !no_trunc && command.chars().count() > 20 {
+                format!("{}…", command.chars().take(19).collect::<String>())
+            } else {
+                command
+            };
             rows.push(vec![
                 id,
                 c.image_ref.clone(),
+                format!("\"{shown}\""),
                 human_age(parse_rfc3339(&c.created), now),
+                status,
+                String::new(),
                 c.name.clone(),
             ]);
         }
@@ -210,8 +262,16 @@ fn ls(store: &Store, quiet: bool, no_trunc: bool, json: bool) -> CliResult {
 fn inspect(store: &Store, container: &str) -> CliResult {
     let c = store.container(container)?;
     let plan = store.container_plan(&c)?;
+    let st = ctl::state(store, &c).map_err(CliError::Usage)?;
+    let files = prepare::files_of(store, &c);
     let v = serde_json::json!([{
         "Id": c.id, "Name": c.name, "Image": c.image.to_string(), "ImageRef": c.image_ref, "Created": c.created,
+        "State": {
+            "Status": st.status, "Running": st.running(), "Pid": st.pid, "ExitCode": st.exit_code,
+            "Error": st.error, "StartedAt": st.started_at, "FinishedAt": st.finished_at,
+            "MonitorPid": st.monitor_pid,
+        },
+        "LogPath": files.log().display().to_string(),
         "GraphDriver": {"Name": "overlay2", "Data": {
             "LowerDir": plan.lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
             "UpperDir": plan.upper.map(|p| p.display().to_string()),

@@ -16,6 +16,8 @@ pub mod mountcmd;
 mod progress;
 pub mod pull;
 pub mod registry;
+pub mod run;
+pub mod runctl;
 
 use crate::store::Store;
 use crate::store::error::Error as StoreError;
@@ -43,6 +45,10 @@ pub enum CliError {
     /// A command line the verb cannot run (an unknown `--format`...).
     #[error("{0}")]
     Usage(String),
+    /// An exit status of its own (`run`: the container's, or docker's 125/126/127),
+    /// with the message to print, if any.
+    #[error("{}", .1.clone().unwrap_or_default())]
+    Status(i32, Option<String>),
     /// One failure per argument (`rm a b c`), in argument order.
     #[error("{} failures", .0.len())]
     Each(Vec<CliError>),
@@ -55,6 +61,7 @@ pub type CliResult = Result<(), CliError>;
 fn report(e: &CliError) {
     match e {
         CliError::Each(all) => all.iter().for_each(report),
+        CliError::Status(_, None) => {}
         e => eprintln!("layerfs: {e}"),
     }
 }
@@ -107,7 +114,12 @@ Usage:
   layerfs [--root DIR] VERB ...               (docker's top-level image verbs: images
                                                rmi load save tag history inspect import)
   layerfs [--root DIR] container VERB ...     (create ls mount diff commit export rm
-                                               rename prune)
+                                               rename prune run start stop restart
+                                               kill exec logs wait inspect)
+  layerfs [--root DIR] run [--rm] [-d] [-i] [-t] [--name N] [-e K=V] [-v H:C[:ro]]
+                       [-w DIR] [-u USER] [--network host|none] IMAGE [CMD...]
+  layerfs [--root DIR] create|start|stop|restart|kill|exec|ps|logs|wait|rm ...
+                                              (docker's container verbs)
   layerfs [--root DIR] pull [-q] [--platform P] [-a] NAME[:TAG|@DIGEST]
   layerfs [--root DIR] push [-q] [--compression gzip|zstd] NAME[:TAG]
   layerfs search [--limit N] [--format table|json] [REGISTRY/]TERM
@@ -130,7 +142,8 @@ const IMAGE_VERBS: [(&str, &str); 8] = [
 
 /// Every first word, as the unknown-command message lists them.
 const VERBS: &str = "image container mount pull push search login logout images rmi load \
-save tag history inspect import help version";
+save tag history inspect import run create start stop restart kill exec ps logs wait rm help \
+version";
 
 /// Parse `args` as the clap command line of `prog` and run it: usage errors exit 2 (help
 /// and version 0), failures print `layerfs: ...` and exit 1.
@@ -153,7 +166,10 @@ pub(crate) fn parse_and_run<C: clap::Parser>(
         Ok(()) => 0,
         Err(e) => {
             report(&e);
-            1
+            match e {
+                CliError::Status(code, _) => code,
+                _ => 1,
+            }
         }
     }
 }
@@ -202,6 +218,16 @@ fn run(mut args: Vec<OsString>) -> i32 {
         }
         "image" => image::main(root, rest),
         "container" => container::main(root, rest),
+        "run" => run::run_main(root, rest),
+        "create" => run::create_main(root, rest),
+        "start" => run::start_main(root, rest),
+        "stop" | "restart" | "kill" | "exec" | "logs" | "wait" => runctl::main(root, &word, rest),
+        "ps" | "rm" => {
+            let mut a = vec![OsString::from(if word == "ps" { "ls" } else { "rm" })];
+            a.extend(rest);
+            container::main(root, a)
+        }
+        "__monitor" | "__watchdog" => run::hidden_main(root, &word, &rest),
         "mount" => mountcmd::main(&rest),
         _ if is_mount_form(&args) => mountcmd::main(&args),
         _ => {

@@ -71,6 +71,7 @@ pub fn to_option_string(plan: &MountPlan, o: &MountOptions) -> String {
         (o.oci_whiteouts, "whiteouts=oci"),
         (!o.passthrough, "passthrough=off"),
         (o.no_xattrs, "noxattrs=1"),
+        (o.xattr_permissions, "xattr_permissions=1"),
     ];
     for (on, s) in flags {
         if on {
@@ -255,6 +256,7 @@ fn overlay_config(req: &MountRequest) -> Config {
         fsync: o.fsync,
         oci_whiteouts: o.oci_whiteouts,
         no_xattrs: o.no_xattrs,
+        xattr_permissions: o.xattr_permissions,
         ids: IdMapper {
             uid_map: o.uid_map.clone(),
             gid_map: o.gid_map.clone(),
@@ -548,6 +550,7 @@ mod tests {
             passthrough_mount_opts: vec!["context=x".into()],
             remove_on_unmount: Some(PathBuf::from("/tmp/x")),
             stats: Some(PathBuf::from("/tmp/s,1")),
+            xattr_permissions: true,
         };
         let s = to_option_string(&plan, &o);
         let (plan2, o2) = options::parse_for(std::slice::from_ref(&s), false).expect("parse");

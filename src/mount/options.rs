@@ -45,6 +45,9 @@ pub struct MountOptions {
     pub remove_on_unmount: Option<PathBuf>,
     /// `stats=FILE`: the request counters are written there on SIGUSR1 and at unmount.
     pub stats: Option<PathBuf>,
+    /// `xattr_permissions=1`: ownership and modes in `override_stat` xattrs even where real
+    /// chown would work (root in a user namespace over an unprivileged store's layers).
+    pub xattr_permissions: bool,
 }
 
 impl Default for MountOptions {
@@ -73,6 +76,7 @@ impl Default for MountOptions {
             passthrough_mount_opts: Vec::new(),
             remove_on_unmount: None,
             stats: None,
+            xattr_permissions: false,
         }
     }
 }
@@ -298,6 +302,7 @@ fn apply(plan: &mut MountPlan, o: &mut MountOptions, item: &str) -> Result<(), S
         "fsname" => o.fsname = Some(need(val)?),
         "remove_on_unmount" => o.remove_on_unmount = Some(PathBuf::from(need(val)?)),
         "stats" => o.stats = Some(PathBuf::from(need(val)?)),
+        "xattr_permissions" => o.xattr_permissions = switch(key, val)?,
         "subtype" => {}
         "context" | "fscontext" | "defcontext" | "rootcontext" => {
             o.passthrough_mount_opts.push(item.to_string())

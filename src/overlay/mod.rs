@@ -66,6 +66,8 @@ pub struct Config {
     pub oci_whiteouts: bool,
     /// Show no xattrs and take none (`noxattrs=1`): every xattr call says EOPNOTSUPP.
     pub no_xattrs: bool,
+    /// Ownership in override xattrs even where real chown works (`xattr_permissions=1`).
+    pub xattr_permissions: bool,
 }
 
 /// Who is asking (from the request header).

@@ -28,7 +28,7 @@ impl OverlayFs {
             }
             _ => (None, WriteForms::OCI),
         };
-        let privileged = sys::geteuid() == 0 && can_chown(work.as_ref());
+        let privileged = !cfg.xattr_permissions && sys::geteuid() == 0 && can_chown(work.as_ref());
         let stack = Stack {
             // Lower layers never change under a mount: their facts are cached.
             res: Resolver::new(layers, usize::from(has_upper)),
@@ -48,7 +48,7 @@ impl OverlayFs {
             fsync: cfg.fsync,
             ids: cfg.ids,
             privileged,
-            use_override: sys::geteuid() != 0 || !privileged,
+            use_override: cfg.xattr_permissions || sys::geteuid() != 0 || !privileged,
             pending_inval: pending::PerRequest::default(),
         };
         fs.init_root()

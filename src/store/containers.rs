@@ -244,6 +244,20 @@ impl Store {
         Ok(stack)
     }
 
+    /// A regular file of the container's merged view (`etc/passwd`): its bytes, `None`
+    /// when the path is absent or not a regular file. Read from the layers, no mount.
+    pub fn container_file(&self, c: &Container, rel: &str) -> Result<Option<Vec<u8>>> {
+        let stack = self.container_stack(c)?;
+        let Some(n) = stack.lookup(Path::new(rel))? else {
+            return Ok(None);
+        };
+        if n.st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(None);
+        }
+        let p = stack.paths[n.layer].join(&n.src);
+        std::fs::read(&p).map(Some).io("reading", &p)
+    }
+
     /// `container diff`: A/C/D lines, sorted by path.
     pub fn container_diff(&self, c: &Container) -> Result<Vec<Change>> {
         let diff = || -> Result<Vec<Change>> {
@@ -373,13 +387,13 @@ impl Store {
         remove_tree(&trash).io("removing", &trash)
     }
 
-    /// `container prune`: every container that is not mounted; the ones removed.
-    pub fn prune_containers(&self) -> Result<Vec<Container>> {
+    /// `container prune`'s candidates: every container that is not mounted (the caller
+    /// also keeps the running ones).
+    pub fn prune_candidates(&self) -> Result<Vec<Container>> {
         let mut out = Vec::new();
         for c in self.containers()? {
-            // Mounted containers are in use: they stay.
             if mounted_at(&container_fsname(&c))?.is_empty() {
-                out.push(self.remove_container(&c.id, false)?);
+                out.push(c);
             }
         }
         Ok(out)
