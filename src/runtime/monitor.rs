@@ -153,6 +153,8 @@ fn start(
     cleanup: &mut Cleanup,
 ) -> Result<Running, Failure> {
     let rootless = sys::geteuid() != 0;
+    // Chosen as the user we are (inside the namespace we are its root).
+    let runc_root = runc::state_root(root, sys::geteuid());
     let mapping = userns::mapping_for(sys::getuid(), sys::getgid());
     if rootless {
         userns::enter(&mapping).map_err(fail)?;
@@ -188,7 +190,7 @@ fn start(
     });
     prepare::write_bundle(&p.files.bundle(), &cfg).map_err(fail)?;
     let runc = Runc {
-        root: runc::state_root(root, sys::geteuid()),
+        root: runc_root,
         log: p.files.runc_log(),
     };
     runc.delete(&c.id); // a leftover of a run whose monitor and watchdog both died

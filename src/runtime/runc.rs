@@ -111,6 +111,10 @@ pub fn last_error(log: &Path) -> Option<String> {
 
 /// docker's exit code for a start that failed with `msg`.
 pub fn start_failure_code(msg: &str) -> i32 {
+    // Only the process's own exec says "not found" or "permission denied" about it.
+    if !msg.starts_with("exec") {
+        return 125;
+    }
     if msg.contains("executable file not found")
         || msg.contains("no such file or directory")
         || msg.contains("system cannot find the file specified")
@@ -148,6 +152,7 @@ mod tests {
             126
         );
         assert_eq!(start_failure_code("cgroup trouble"), 125);
+        assert_eq!(start_failure_code("lstat /run/x: permission denied"), 125);
         let dir = std::env::temp_dir().join(format!("layerfs-runc-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("runc.log");
