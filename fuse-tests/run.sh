@@ -2,8 +2,9 @@
 # Everything the tests need, then the tests: `fuse-tests/run.sh` from the repo root.
 #
 # As root it installs what is missing (fuse3, attr, git, util-linux tools; podman, runc,
-# uidmap, skopeo for the interoperability tests; docker-registry, umoci, apache2-utils, curl,
-# pigz for the registry tests; gcc, make, autotools, perl's prove and
+# uidmap, skopeo for the interoperability tests; runc and busybox-static for the container
+# tests; docker-registry, umoci, apache2-utils, curl, pigz for the registry tests; gcc,
+# make, autotools, perl's prove and
 # openssl to build and run pjdfstest), lets ordinary users reach /dev/fuse, enables
 # user_allow_other, and creates the unprivileged test user `layerfs-test`. Extra arguments
 # go to `cargo test` (e.g. `fuse-tests/run.sh overlay::` to run one group).
@@ -26,6 +27,8 @@ if [ "$(id -u)" = 0 ]; then
     command -v newuidmap >/dev/null || missing+=(uidmap)
     command -v skopeo >/dev/null || missing+=(skopeo)
     command -v tar-split >/dev/null || missing+=(tar-split)
+    # The container tests (containers::) build their image from a static busybox.
+    [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
     # The registry tests (registry::): a real registry (CNCF distribution 2.8), umoci for the
     # reference rootfs, htpasswd for Basic auth, curl to check the servers, pigz for the bench.
     command -v docker-registry >/dev/null || missing+=(docker-registry)
