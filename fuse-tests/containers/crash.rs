@@ -143,7 +143,7 @@ fn write_diff_commit_run(ctx: &Ctx) {
         "upper dir {upper}"
     );
     // export sees it.
-    let tar_path = ctx.path("w.tar");
+    let tar_path = ctx.host_dir("out").join("w.tar");
     ctx.ok(&[
         "container",
         "export",

@@ -152,13 +152,31 @@ pub(crate) fn parse_and_run<C: clap::Parser>(
     args: Vec<OsString>,
     run: impl FnOnce(C) -> CliResult,
 ) -> i32 {
+    parse_and_run_usage::<C>(prog, args, 2, run)
+}
+
+/// [`parse_and_run`] with the exit code of a bad command line (`run`: docker's 125).
+pub(crate) fn parse_and_run_usage<C: clap::Parser>(
+    prog: &str,
+    args: Vec<OsString>,
+    usage_code: i32,
+    run: impl FnOnce(C) -> CliResult,
+) -> i32 {
     let mut argv = vec![OsString::from(prog)];
     argv.extend(args);
     let cli = match C::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
+            let code = if e.use_stderr() { usage_code } else { 0 };
+            if code == 2 || code == 0 {
+                let _ = e.print();
+            } else {
+                // docker's container verbs: one `layerfs: ` line, then clap's own text.
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                eprintln!("layerfs: {}", first.trim_start_matches("error: "));
+                eprint!("{}", text.split_once('\n').map_or("", |(_, r)| r));
+            }
             return code;
         }
     };

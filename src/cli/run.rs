@@ -239,8 +239,13 @@ fn create(
 
 /// `layerfs create ...`: prints the new container's ID.
 pub fn create_main(root: Option<PathBuf>, args: Vec<OsString>) -> i32 {
-    let (head, cmd) = split_after_first_word(&args, VALUE_OPTS);
-    super::parse_and_run::<CreateCli>("layerfs create", head, |cli| {
+    let (mut head, mut cmd) = split_after_first_word(&args, VALUE_OPTS);
+    // `container create IMAGE --name N --pull P` (the older form, options after the
+    // image): taken as options when nothing else follows them.
+    while cmd.len() >= 2 && ["--name", "--pull"].contains(&cmd[0].as_str()) {
+        head.extend(cmd.drain(..2).map(OsString::from));
+    }
+    super::parse_and_run_usage::<CreateCli>("layerfs create", head, 125, |cli| {
         let (_, c) = create(root, &cli.flags, cmd)?;
         println!("{}", c.id);
         Ok(())
@@ -250,7 +255,7 @@ pub fn create_main(root: Option<PathBuf>, args: Vec<OsString>) -> i32 {
 /// `layerfs run ...`.
 pub fn run_main(root: Option<PathBuf>, args: Vec<OsString>) -> i32 {
     let (head, cmd) = split_after_first_word(&args, VALUE_OPTS);
-    super::parse_and_run::<RunCli>("layerfs run", head, |cli| {
+    super::parse_and_run_usage::<RunCli>("layerfs run", head, 125, |cli| {
         let f = &cli.flags;
         let stdin = std::io::stdin();
         if f.interactive && f.tty && !cli.detach && !sys::isatty(stdin.as_fd()) {

@@ -200,6 +200,13 @@ fn exec(root: Option<PathBuf>, c: ExecCli, cmd: Vec<String>) -> CliResult {
     if cmd.is_empty() {
         return Err(CliError::Usage("exec needs a command to run".into()));
     }
+    let stdin = std::io::stdin();
+    if c.tty && !crate::sys::isatty(std::os::fd::AsFd::as_fd(&stdin)) {
+        return Err(CliError::Status(
+            125,
+            Some("exec -t needs a terminal on this side (stdin is not one): drop -t".into()),
+        ));
+    }
     let store = super::open_store(root)?;
     let ct = store.container(&c.container)?;
     let o = ctl::ExecOptions {
