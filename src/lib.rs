@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   cli/        argument parsing and printing; the only place that talks to the user
+//!    |  \______ runtime/ containers that run: monitor, runc bundle, state files, logs
 //!    |  \
 //!    |   store/  the image store: describes mounts (a MountPlan), never performs them
 //!    |     |
