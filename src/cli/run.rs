@@ -299,10 +299,11 @@ fn exit_with(code: i32) -> CliResult {
 /// Start `c` attached: our terminal raw for an interactive terminal, our termination
 /// signals passed to the monitor (and on to the container); the container's exit code.
 fn attached(store: &Store, c: &Container, raw: bool) -> Result<i32, Failure> {
-    let signals = sys::BlockedSignals::block(&FORWARDED).map_err(|e| Failure {
-        code: 125,
-        message: format!("blocking signals: {e}"),
-    })?;
+    let signals =
+        sys::BlockedSignals::block(&crate::runtime::monitor::FORWARDED).map_err(|e| Failure {
+            code: 125,
+            message: format!("blocking signals: {e}"),
+        })?;
     let stdin = std::io::stdin();
     let term = if raw {
         sys::RawTerminal::enter(stdin.as_fd()).ok()
@@ -330,16 +331,6 @@ fn attached(store: &Store, c: &Container, raw: bool) -> Result<i32, Failure> {
     drop(term);
     Ok(code)
 }
-
-const FORWARDED: [libc::c_int; 7] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-];
 
 /// `layerfs start [-a] [-i] NAME...`.
 pub fn start_main(root: Option<PathBuf>, args: Vec<OsString>) -> i32 {

@@ -229,8 +229,9 @@ fn start(
     })
 }
 
-/// Signals the monitor passes on to the container's first process.
-const FORWARDED: [libc::c_int; 7] = [
+/// Signals the monitor (and an attached client, to the monitor) passes on to the
+/// container's first process.
+pub const FORWARDED: [libc::c_int; 7] = [
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGHUP,

@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn exit_codes_follow_docker() {
         let nf = "runc create failed: unable to start container process: exec: \"nope\": executable file not found in $PATH";
-        assert_eq!(start_failure_code(nf), 127);
+        assert_eq!(start_failure_code(short_error(nf)), 127);
         assert_eq!(
             short_error(nf),
             "exec: \"nope\": executable file not found in $PATH"
