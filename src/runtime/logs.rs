@@ -95,26 +95,7 @@ fn parse(line: &str) -> Option<Line> {
 /// The entries of a log file, the last `tail` of them when given (an absent file has none);
 /// and the offset where reading stopped (to follow from).
 pub fn read(path: &Path, tail: Option<usize>) -> io::Result<(Vec<Line>, u64)> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e),
-    };
-    let mut r = BufReader::new(f);
-    let mut all = Vec::new();
-    let mut off = 0u64;
-    let mut buf = String::new();
-    loop {
-        buf.clear();
-        let n = r.read_line(&mut buf)?;
-        if n == 0 || !buf.ends_with('\n') {
-            break; // the end, or an entry still being written
-        }
-        off += n as u64;
-        if let Some(l) = parse(buf.trim_end()) {
-            all.push(l);
-        }
-    }
+    let (mut all, off) = read_from(path, 0)?;
     if let Some(t) = tail {
         let skip = all.len().saturating_sub(t);
         all.drain(..skip);

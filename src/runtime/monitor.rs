@@ -60,7 +60,7 @@ pub fn main(root: PathBuf, id: &str, attach: bool) -> i32 {
     let mut running = match started {
         Ok(r) => r,
         Err(f) => {
-            cleanup.run(&prepared);
+            cleanup.run();
             let mut st = State::load(&prepared.files).unwrap_or_default();
             st.status = if st.started_at.is_empty() {
                 Status::Created
@@ -113,7 +113,7 @@ struct Cleanup {
 }
 
 impl Cleanup {
-    fn run(&mut self, _p: &Prepared) {
+    fn run(&mut self) {
         if let Some(w) = self.watchdog.take() {
             dismiss(w);
         }

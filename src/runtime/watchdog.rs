@@ -11,6 +11,7 @@ use crate::store::Store;
 use crate::store::human::now_rfc3339;
 use crate::sys;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,7 +46,6 @@ fn clean_up(root: PathBuf, id: &str) -> Result<(), String> {
         let pidfd = sys::pidfd_open(st.pid);
         let _ = sys::kill(st.pid, libc::SIGKILL);
         if let Ok(fd) = pidfd {
-            use std::os::fd::AsFd;
             let _ = sys::wait_readable(fd.as_fd(), Some(Duration::from_secs(10)));
         }
     }
