@@ -10,9 +10,10 @@
 //!    |     |
 //!   mount/      MountPlan + mount options -> a running FUSE session (daemon, signals)
 //!    |
-//!   fuse/       thin adapter: fuser::Filesystem over overlay::OverlayFs
+//!   fuse/       thin adapter: a kernel::Handler over overlay::OverlayFs
+//!    |    \____ kernel/ the FUSE protocol itself: mount, wire format, worker threads
 //!    |
-//!   overlay/    the union filesystem semantics, free of fuser types
+//!   overlay/    the union filesystem semantics, free of FUSE types
 //!    |    store/ (above) reads layers through format/ too
 //!   format/     the overlay on-disk format: markers, override_stat, id maps, the resolver
 //!    |
@@ -30,6 +31,7 @@ pub mod digest;
 pub mod fasthash;
 pub mod format;
 pub mod fuse;
+pub mod kernel;
 pub mod mount;
 pub mod overlay;
 pub mod registry;

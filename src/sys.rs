@@ -7,7 +7,7 @@
 //! when the mountpoint sits on top of one of its own layers.
 //!
 //! The only module with `unsafe` code (the crate root denies it everywhere else): each
-//! call is wrapped in a safe function here, split by theme into `xattr`, `process` and `ns`.
+//! call is wrapped in a safe function here, split by theme into `xattr`, `process`, `ns` and `fusedev`.
 
 #![allow(unsafe_code)]
 
@@ -17,9 +17,11 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
+mod fusedev;
 mod ns;
 mod process;
 mod xattr;
+pub use fusedev::*;
 pub use ns::*;
 pub use process::*;
 pub use xattr::*;

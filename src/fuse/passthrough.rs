@@ -2,49 +2,40 @@
 //! every open of it that may use passthrough, and the open replies that attach to it.
 
 use super::LayerFs;
-use fuser::{FileHandle, FopenFlags, ReplyOpen};
+use crate::kernel::abi::{FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH};
+use crate::kernel::BackingId;
 use std::io;
 use std::sync::atomic::Ordering;
 
 /// One passthrough backing file shared by every open of an inode.
 pub(super) struct Backing {
-    pub(super) id: fuser::BackingId,
+    pub(super) id: BackingId,
     pub(super) upper: bool,
     pub(super) opens: usize,
 }
 
 impl LayerFs {
-    /// Reply to an open: passthrough when allowed and consistent with other opens of
-    /// the inode, else through the daemon.
-    pub(super) fn reply_open(&self, ino: u64, fh: u64, upper: bool, reply: ReplyOpen) {
-        if self.passthrough.load(Ordering::Relaxed) {
-            match self.attach_backing(ino, fh, upper, |f| reply.open_backing(f)) {
-                Ok(true) => {
-                    // We hold a reference: the backing cannot go away under us.
-                    if let Some(b) = self.backings.get(&ino) {
-                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b.id);
-                        return;
-                    }
-                    reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
-                }
-                Ok(false) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
-                Err(_) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-            }
-        } else {
-            reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+    /// The open reply's flags and backing id: passthrough when allowed and consistent
+    /// with other opens of the inode, else through the daemon.
+    pub(super) fn open_mode(&self, ino: u64, fh: u64, upper: bool) -> (u32, u32) {
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return (FOPEN_KEEP_CACHE, 0);
+        }
+        match self.attach_backing(ino, fh, upper) {
+            // We hold a reference: the backing cannot go away under us.
+            Ok(true) => match self.backings.get(&ino) {
+                Some(b) => (FOPEN_PASSTHROUGH, b.id.id),
+                None => (FOPEN_DIRECT_IO, 0),
+            },
+            Ok(false) => (FOPEN_DIRECT_IO, 0),
+            Err(_) => (FOPEN_KEEP_CACHE, 0),
         }
     }
 
     /// Take a reference on the inode's backing file, creating it if needed. `Ok(false)`:
     /// the inode's backing is the other copy (a reader still on the lower file after a
     /// copy-up), so this open must not use passthrough.
-    pub(super) fn attach_backing(
-        &self,
-        ino: u64,
-        fh: u64,
-        upper: bool,
-        open_backing: impl FnOnce(&std::fs::File) -> io::Result<fuser::BackingId>,
-    ) -> io::Result<bool> {
+    fn attach_backing(&self, ino: u64, fh: u64, upper: bool) -> io::Result<bool> {
         let mut entry = match self.backings.entry(ino) {
             dashmap::Entry::Occupied(o) => o,
             dashmap::Entry::Vacant(v) => {
@@ -52,7 +43,10 @@ impl LayerFs {
                 if file_upper != upper {
                     return Ok(false);
                 }
-                match open_backing(&file) {
+                let Some(n) = self.notifier.get() else {
+                    return Ok(false);
+                };
+                match n.open_backing(&file) {
                     Ok(id) => {
                         v.insert(Backing {
                             id,

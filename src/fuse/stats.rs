@@ -18,8 +18,7 @@ macro_rules! ops {
 
 ops! {
     Init => "INIT", Lookup => "LOOKUP",
-    // BATCH_FORGET arrives as one FORGET per node (fuser does not show the batch).
-    Forget => "FORGET",
+    Forget => "FORGET", BatchForget => "BATCH_FORGET",
     Getattr => "GETATTR", Setattr => "SETATTR", Readlink => "READLINK", Mknod => "MKNOD",
     Mkdir => "MKDIR", Unlink => "UNLINK", Rmdir => "RMDIR", Symlink => "SYMLINK",
     Rename => "RENAME", Link => "LINK", Open => "OPEN", Read => "READ", Write => "WRITE",

@@ -16,7 +16,7 @@ use crate::fuse::LayerFs;
 use crate::fuse::stats::Stats;
 use crate::overlay::{Config, OverlayFs};
 use crate::sys;
-use fuser::{MountOption, SessionACL};
+use crate::kernel::{self, Access, MountSpec, Session};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -266,97 +266,48 @@ fn overlay_config(req: &MountRequest) -> Config {
     }
 }
 
-/// fuser's session configuration: the kernel mount options, who may use the mount,
-/// worker threads.
-fn session_config(o: &MountOptions, read_only: bool) -> fuser::Config {
-    let mut mo = vec![
-        MountOption::FSName(o.fsname.clone().unwrap_or_else(|| "layerfs".to_string())),
-        // Direct mount(2) (root) takes the subtype as a kernel option; fusermount3
-        // (users) takes it as its own option. Either way /proc/mounts says fuse.layerfs.
-        if sys::geteuid() == 0 {
-            MountOption::CUSTOM("subtype=layerfs".to_string())
+/// The kernel mount's options.
+fn mount_spec(o: &MountOptions, read_only: bool) -> MountSpec {
+    MountSpec {
+        fsname: o.fsname.clone().unwrap_or_else(|| "layerfs".to_string()),
+        subtype: "layerfs".to_string(),
+        read_only,
+        dev: o.dev,
+        suid: o.suid,
+        exec: o.exec,
+        noatime: o.noatime,
+        access: if o.allow_other {
+            Access::All
+        } else if o.allow_root || o.auto_unmount {
+            Access::RootAndOwner
         } else {
-            MountOption::Subtype("layerfs".to_string())
+            Access::Owner
         },
-        MountOption::DefaultPermissions,
-        if read_only {
-            MountOption::RO
-        } else {
-            MountOption::RW
-        },
-        if o.dev {
-            MountOption::Dev
-        } else {
-            MountOption::NoDev
-        },
-        if o.suid {
-            MountOption::Suid
-        } else {
-            MountOption::NoSuid
-        },
-        if o.exec {
-            MountOption::Exec
-        } else {
-            MountOption::NoExec
-        },
-    ];
-    if o.noatime {
-        mo.push(MountOption::NoAtime);
+        auto_unmount: o.auto_unmount,
+        extra: o.passthrough_mount_opts.clone(),
     }
-    if o.auto_unmount {
-        mo.push(MountOption::AutoUnmount);
-    }
-    for c in &o.passthrough_mount_opts {
-        mo.push(MountOption::CUSTOM(c.clone()));
-    }
-    let mut config = fuser::Config::default();
-    config.mount_options = mo;
-    config.acl = if o.allow_other {
-        SessionACL::All
-    } else if o.allow_root || o.auto_unmount {
-        SessionACL::RootAndOwner
-    } else {
-        SessionACL::Owner
-    };
-    config.n_threads = Some(threads(o));
-    config.clone_fd = true;
-    config
 }
 
-/// Mount: the kernel answers INIT before this returns. Kernels without SELinux refuse
-/// the context options; as containers-storage expects, they then simply do not apply.
+/// Mount and answer INIT: the mount is usable once this returns. Kernels without SELinux
+/// refuse the context options; as containers-storage expects, they then simply do not
+/// apply.
 fn mount_session(
     req: &MountRequest,
-    fs: &Arc<OverlayFs>,
-    notifier: &Arc<std::sync::OnceLock<fuser::Notifier>>,
-    stats: &Arc<Stats>,
-    mut config: fuser::Config,
-) -> Result<fuser::Session<LayerFs>, String> {
-    let o = &req.options;
-    let adapter = || {
-        LayerFs::new(
-            Arc::clone(fs),
-            o.timeout,
-            o.passthrough,
-            Arc::clone(notifier),
-            Arc::clone(stats),
-        )
-    };
-    let mut first = fuser::Session::new(adapter(), &req.mountpoint, &config);
+    mut spec: MountSpec,
+    handler: &LayerFs,
+) -> Result<Session, String> {
+    let mut first = kernel::mount(&req.mountpoint, &spec);
     if matches!(&first, Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.to_string().contains("EINVAL"))
-        && !o.passthrough_mount_opts.is_empty()
+        && !spec.extra.is_empty()
     {
         log::warn!(
             "the kernel refused {}: mounting without them",
-            o.passthrough_mount_opts.join(",")
+            spec.extra.join(",")
         );
-        config.mount_options.retain(|m| match m {
-            MountOption::CUSTOM(c) => c.starts_with("subtype="),
-            _ => true,
-        });
-        first = fuser::Session::new(adapter(), &req.mountpoint, &config);
+        spec.extra.clear();
+        first = kernel::mount(&req.mountpoint, &spec);
     }
-    first.map_err(|e| {
+    let mounted = first.map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::ENOENT) => format!("{e} (is /dev/fuse present and fusermount3 installed?)"),
             Some(libc::EACCES) | Some(libc::EPERM) => {
@@ -365,6 +316,11 @@ fn mount_session(
             _ => e.to_string(),
         };
         format!("cannot mount on {}: {why}", req.mountpoint.display())
+    })?;
+    Session::init(mounted, spec.access, handler).map_err(|e| {
+        // Nothing is served: take the mount down again.
+        let _ = unmount(&req.mountpoint);
+        format!("cannot mount on {}: {e}", req.mountpoint.display())
     })
 }
 
@@ -418,7 +374,7 @@ fn write_stats(stats: &Stats, file: Option<&Path>) {
 fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> {
     let o = &req.options;
     let fs = Arc::new(OverlayFs::new(overlay_config(req))?);
-    let config = session_config(o, fs.read_only);
+    let spec = mount_spec(o, fs.read_only);
     // Modes of new entries are the caller's (the kernel applied its umask): ours must
     // not mask them again.
     sys::umask(0);
@@ -428,7 +384,14 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
             .map_err(|e| format!("blocking the termination signals: {e}"))?;
     let notifier = Arc::new(std::sync::OnceLock::new());
     let stats = Arc::new(Stats::default());
-    let session = mount_session(req, &fs, &notifier, &stats, config)?;
+    let adapter = Arc::new(LayerFs::new(
+        Arc::clone(&fs),
+        o.timeout,
+        o.passthrough,
+        Arc::clone(&notifier),
+        Arc::clone(&stats),
+    ));
+    let session = mount_session(req, spec, &adapter)?;
     let _ = notifier.set(session.notifier());
     // The kernel has answered INIT: the mount is usable now.
     if let Some(fd) = ready.take() {
@@ -443,30 +406,12 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
         Arc::clone(&stats),
         o.stats.clone(),
     )?;
-    // Stands in for the session's join handle below (a finished thread's handle).
-    let placeholder = std::thread::Builder::new()
-        .spawn(|| Ok(()))
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
-    // fuser unmounts the mountpoint *path* when its session object goes away, and its
-    // "still mounted?" check also says yes after an external umount: a new mount made
-    // at the same path in between would be taken down. So the session object is never
-    // dropped; the kernel ends the session (umount, fusermount3 -u, our signal thread)
-    // and the process exits right after.
-    let mut bg = std::mem::ManuallyDrop::new(
-        session
-            .spawn()
-            .map_err(|e| format!("serving {}: {e}", req.mountpoint.display()))?,
-    );
-    // The join handle comes out of the session (the placeholder takes its place):
-    // joining through the session would drop it.
-    let guard = std::mem::replace(&mut bg.guard, placeholder);
-    let served = match guard.join() {
-        Ok(r) => r.map_err(|e| format!("serving {}: {e}", req.mountpoint.display())),
-        Err(_) => Err(format!(
-            "serving {}: a worker thread panicked",
-            req.mountpoint.display()
-        )),
-    };
+    // The workers end when the kernel ends the session (umount, fusermount3 -u, our
+    // signal thread); nothing here unmounts by path, so a new mount made at the same
+    // path meanwhile is never taken down.
+    let served = session
+        .serve(adapter, threads(o))
+        .map_err(|e| format!("serving {}: {e}", req.mountpoint.display()));
     if o.stats.is_some() {
         write_stats(&stats, o.stats.as_deref());
     }

@@ -99,17 +99,6 @@ pub struct Attr {
     pub atime: (i64, i64),
     pub mtime: (i64, i64),
     pub ctime: (i64, i64),
-    /// The entry is on a stand-in node (`nodes::NodeTable::stand_in`): the kernel must
-    /// not keep it.
-    pub stand_in: bool,
-}
-
-/// What READDIRPLUS sends for a listed name.
-#[derive(Debug)]
-pub enum Listed {
-    Entry(Attr),
-    /// End the reply before it (see [`OverlayFs::lookup_listed`]).
-    Later,
 }
 
 /// What a request made stale in the kernel's caches as a side effect.
@@ -328,7 +317,6 @@ impl OverlayFs {
             atime: (st.st_atime, st.st_atime_nsec),
             mtime: (st.st_mtime, st.st_mtime_nsec),
             ctime: (st.st_ctime, st.st_ctime_nsec),
-            stand_in: false,
         }
     }
 
@@ -479,14 +467,8 @@ impl OverlayFs {
 
     /// LOOKUP for READDIRPLUS of an entry a directory snapshot found in lower layer
     /// `layer` (the layers between the upper and `layer` are known to hold neither it nor
-    /// a whiteout); `first`: it would be the first entry of the reply.
-    pub fn lookup_listed(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        layer: usize,
-        first: bool,
-    ) -> Res<Listed> {
+    /// a whiteout).
+    pub fn lookup_listed(&self, parent: u64, name: &OsStr, layer: usize) -> Res<Attr> {
         let p = self.node(parent)?;
         if !p.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -500,36 +482,8 @@ impl OverlayFs {
             .map_err(|e| errno_at("lookup", &path_in(&dirs, name), e))?
             .ok_or(Errno::ENOENT)?;
         let id = self.node_id(&f, false);
-        let own_number = match id {
-            NodeId::Name { .. } => false,
-            NodeId::Ino(i) => self.nodes.shown_number(i) == i,
-        };
-        // fuser sends an entry's node id as its d_ino: a name whose node id is not its
-        // number (a lower hard link's) ends the reply before it, with no node made. The
-        // kernel reads on with plain READDIR (at a non-zero offset it asks for
-        // READDIRPLUS only after a lookup in between), which lists it with its number;
-        // its own node comes with its first LOOKUP.
-        if !own_number && !first {
-            return Ok(Listed::Later);
-        }
-        let (node, attr) = self.node_with_id(parent, name, &f, id)?;
-        if attr.st_ino == attr.ino {
-            return Ok(Listed::Entry(attr));
-        }
-        // First of a reply: it goes out on a stand-in of its number (see `stand_in`).
-        let st = node.snap();
-        if self
-            .nodes
-            .stand_in(attr.st_ino, node.kind, parent, &name.to_os_string(), st)
-        {
-            self.nodes.forget(node.ino, 1);
-            return Ok(Listed::Entry(Attr {
-                ino: attr.st_ino,
-                stand_in: true,
-                ..attr
-            }));
-        }
-        Ok(Listed::Entry(attr))
+        let (_, attr) = self.node_with_id(parent, name, &f, id)?;
+        Ok(attr)
     }
 
     /// FORGET: the kernel dropped `n` references.

@@ -52,8 +52,6 @@ pub struct Node {
     /// The inode number it shows (`st_ino`): `ino`, but for a lower hard link's name the
     /// number every name of that file shows (a number of its own once copied up).
     shown: AtomicU64,
-    /// Only carries a READDIRPLUS entry (see [`NodeTable::stand_in`]).
-    pub stand_in: bool,
     /// Known to have no `security.capability`: the kernel asks before every write and
     /// chown (FUSE clears its "no privileges to drop" flag on each attribute update),
     /// and a file gets one only by a SETXATTR through the mount (lower files never
@@ -168,7 +166,7 @@ impl NodeTable {
             || self
                 .nodes
                 .get(&d)
-                .is_some_and(|n| !n.stand_in && n.with(|s| s.backing) != backing);
+                .is_some_and(|n| n.with(|s| s.backing) != backing);
         if !taken {
             return d;
         }
@@ -265,7 +263,6 @@ impl NodeTable {
                 Arc::new(Node {
                     ino,
                     shown: AtomicU64::new(shown.unwrap_or(ino)),
-                    stand_in: false,
                     caps_absent: Default::default(),
                     kind,
                     state: RwLock::new(fresh.clone()),
@@ -276,7 +273,6 @@ impl NodeTable {
                 })
             });
             let other_file = entry.kind != kind
-                || entry.stand_in
                 || entry.with(|s| s.upper && fresh.upper && s.backing != fresh.backing);
             if other_file && ino != ROOT_INO {
                 drop(entry);
@@ -334,43 +330,6 @@ impl NodeTable {
         true
     }
 
-    /// Count a lookup on the stand-in node `id` for (parent, name), made if needed.
-    /// fuser sends a READDIRPLUS entry's node id as its `d_ino` too, so a name whose node
-    /// id is not the number it shows goes out on a node of that number: the kernel never
-    /// uses it unchecked (it has no cache time), and its first walk through the name
-    /// looks the name up and gets the name's own node. False when `id` is a real node's.
-    pub fn stand_in(
-        &self,
-        id: u64,
-        kind: u32,
-        parent: u64,
-        name: &OsString,
-        st: NodeState,
-    ) -> bool {
-        let e = self.nodes.entry(id).or_insert_with(|| {
-            Arc::new(Node {
-                ino: id,
-                shown: AtomicU64::new(id),
-                stand_in: true,
-                caps_absent: Default::default(),
-                kind,
-                state: RwLock::new(NodeState {
-                    aliases: vec![(parent, name.clone())],
-                    ..st
-                }),
-                lookups: AtomicU64::new(0),
-                copy_lock: Mutex::new(()),
-                open: Mutex::new(Vec::new()),
-                removed_dir: std::sync::OnceLock::new(),
-            })
-        });
-        if !e.stand_in || e.kind != kind {
-            return false;
-        }
-        e.lookups.fetch_add(1, Ordering::AcqRel);
-        true
-    }
-
     /// The number node id `ino` shows, whether or not its node is alive.
     pub fn shown_number(&self, ino: u64) -> u64 {
         self.shown_of.get(&ino).map_or(ino, |s| *s)
@@ -383,7 +342,6 @@ impl NodeTable {
             Arc::new(Node {
                 ino: ROOT_INO,
                 shown: AtomicU64::new(ROOT_INO),
-                stand_in: false,
                 caps_absent: Default::default(),
                 kind: libc::S_IFDIR,
                 state: RwLock::new(st),

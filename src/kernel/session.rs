@@ -1,0 +1,182 @@
+//! A served FUSE session: the INIT handshake, then worker threads, each reading
+//! requests from its own clone of the device fd and answering on it, until the kernel
+//! ends the session (unmount: ENODEV).
+
+use super::abi::{self, Writer};
+use super::mount::{Access, Mounted};
+use super::reply::{Notifier, Reply};
+use super::request::{self, Header, InitIn, Op};
+use crate::sys;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::process::Child;
+use std::sync::Arc;
+
+/// What the filesystem answers to INIT.
+#[derive(Debug, Clone, Copy)]
+pub struct InitOut {
+    /// Capabilities wanted; only those the kernel offered are granted.
+    pub flags: u64,
+    pub max_write: u32,
+    /// Passthrough's file stacking depth (0 without passthrough).
+    pub max_stack_depth: u32,
+}
+
+/// The filesystem behind a session.
+pub trait Handler: Send + Sync + 'static {
+    /// INIT: `offered` holds the kernel's capability flags.
+    fn init(&self, init: &InitIn) -> InitOut;
+    /// One request. Requests that expect no answer get a reply that sends nothing.
+    fn request(&self, h: &Header, op: Op<'_>, reply: Reply<'_>);
+}
+
+/// A mounted, initialized session, ready to serve.
+pub struct Session {
+    dev: Arc<File>,
+    watch: Option<(UnixStream, Child)>,
+    access: Access,
+    owner: u32,
+    /// The granted capabilities and the read buffer size they need.
+    pub flags: u64,
+    buf_size: usize,
+}
+
+impl Session {
+    /// Answer the kernel's INIT (sent at mount time) with what `handler` wants.
+    pub fn init(m: Mounted, access: Access, handler: &dyn Handler) -> io::Result<Session> {
+        let dev = Arc::new(File::from(m.dev));
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = read_request(&dev, &mut buf)?
+            .ok_or_else(|| io::Error::other("the kernel ended the session before INIT"))?;
+        let Some((h, Op::Init(init))) = request::parse(&buf[..n]) else {
+            return Err(io::Error::other("the kernel's first request was not INIT"));
+        };
+        let reply = Reply::new(&dev, h.unique, true);
+        if init.major != abi::MAJOR || init.minor < 31 {
+            reply.error(libc::EPROTO);
+            return Err(io::Error::other(format!(
+                "FUSE protocol {}.{} is not supported (7.31 or later is needed)",
+                init.major, init.minor
+            )));
+        }
+        let want = handler.init(&init);
+        let flags = want.flags & init.flags;
+        let max_write = want.max_write.max(4096);
+        let mut w = Writer::with_capacity(64);
+        w.u32(abi::MAJOR).u32(abi::MINOR).u32(init.max_readahead);
+        w.u32((flags | (init.flags & abi::INIT_EXT)) as u32);
+        w.u16(16).u16(12); // max_background, congestion_threshold
+        w.u32(max_write).u32(1); // time_gran: nanoseconds
+        w.u16(max_write.div_ceil(4096) as u16).u16(0);
+        w.u32((flags >> 32) as u32);
+        let depth = if flags & abi::PASSTHROUGH != 0 { want.max_stack_depth } else { 0 };
+        w.u32(depth);
+        w.bytes(&[0u8; 24]);
+        reply.body(&w);
+        Ok(Session {
+            dev,
+            watch: m.watch,
+            access,
+            owner: sys::geteuid(),
+            flags,
+            // A WRITE of max_write bytes plus its header; SETXATTR values up to 64 KiB.
+            buf_size: max_write as usize + 64 * 1024 + 4096,
+        })
+    }
+
+    /// For invalidations and passthrough registrations.
+    pub fn notifier(&self) -> Notifier {
+        Notifier {
+            dev: Arc::clone(&self.dev),
+        }
+    }
+
+    /// Serve with `threads` workers until the kernel ends the session.
+    pub fn serve(self, handler: Arc<dyn Handler>, threads: usize) -> io::Result<()> {
+        let this = Arc::new(self);
+        let mut workers = Vec::new();
+        for i in 0..threads.max(1) {
+            // Each worker its own queue; the first (or any, if cloning fails) the
+            // session's fd.
+            let dev = match i {
+                0 => Arc::clone(&this.dev),
+                _ => match sys::clone_fuse_dev(this.dev.as_fd()) {
+                    Ok(fd) => Arc::new(File::from(fd)),
+                    Err(e) => {
+                        log::debug!("cloning the FUSE device: {e}; sharing one queue");
+                        Arc::clone(&this.dev)
+                    }
+                },
+            };
+            let (s, h) = (Arc::clone(&this), Arc::clone(&handler));
+            let t = std::thread::Builder::new()
+                .name(format!("fuse-{i}"))
+                .spawn(move || s.worker(&dev, &*h))?;
+            workers.push(t);
+        }
+        let mut result = Ok(());
+        for t in workers {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(io::Error::other("a worker thread panicked")),
+            }
+        }
+        if let Ok(mut s) = Arc::try_unwrap(this)
+            && let Some((sock, mut child)) = s.watch.take()
+        {
+            drop(sock);
+            let _ = child.wait();
+        }
+        result
+    }
+
+    fn worker(&self, dev: &File, handler: &dyn Handler) -> io::Result<()> {
+        let mut buf = vec![0u8; self.buf_size];
+        while let Some(n) = read_request(dev, &mut buf)? {
+            let Some((h, op)) = request::parse(&buf[..n]) else {
+                log::error!("a malformed request of {n} bytes");
+                if n >= abi::IN_HEADER {
+                    let unique = u64::from_le_bytes(buf[8..16].try_into().unwrap_or([0; 8]));
+                    Reply::new(dev, unique, true).error(libc::EINVAL);
+                }
+                continue;
+            };
+            let expects = !matches!(op, Op::Forget(_) | Op::BatchForget(_) | Op::Interrupt);
+            let reply = Reply::new(dev, h.unique, expects);
+            if expects && !self.allowed(&h, &op) {
+                reply.error(libc::EACCES);
+                continue;
+            }
+            handler.request(&h, op, reply);
+        }
+        Ok(())
+    }
+
+    /// `allow_root`: the kernel lets everyone in (allow_other); only root and the owner
+    /// are served. Requests the kernel sends on its own behalf pass.
+    fn allowed(&self, h: &Header, op: &Op<'_>) -> bool {
+        self.access != Access::RootAndOwner
+            || h.uid == 0
+            || h.uid == self.owner
+            || matches!(op, Op::Read { .. } | Op::Readdir { .. } | Op::Release { .. } | Op::Releasedir | Op::Destroy)
+    }
+}
+
+/// Read one request: None once the session is over.
+fn read_request(dev: &File, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let mut dev = dev;
+    loop {
+        match dev.read(buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) => match e.raw_os_error() {
+                // Interrupted, or the request was withdrawn before we read it.
+                Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOENT) => continue,
+                Some(libc::ENODEV) => return Ok(None),
+                _ => return Err(e),
+            },
+        }
+    }
+}
