@@ -1,14 +1,14 @@
 //! Name operations of the adapter: LOOKUP, the entry-making requests, SETATTR and
 //! STATFS.
 
+use super::LayerFs;
 use super::convert::{err, time_arg};
 use super::stats::Op as Counted;
-use super::LayerFs;
 use crate::kernel::abi::{Ttl, WireAttr, Writer};
 use crate::kernel::{Header, Op, Reply, SetattrIn};
+use crate::overlay::Errno;
 use crate::overlay::dirops::NewKind;
 use crate::overlay::fileops::SetAttr;
-use crate::overlay::Errno;
 use std::ffi::OsStr;
 
 impl LayerFs {
@@ -48,7 +48,9 @@ impl LayerFs {
                 (Counted::Mknod, umask, name, NewKind::Node { mode, rdev })
             }
             Op::Mkdir { name, mode, umask } => (Counted::Mkdir, umask, name, NewKind::Dir { mode }),
-            Op::Symlink { name, target } => (Counted::Symlink, 0, name, NewKind::Symlink { target }),
+            Op::Symlink { name, target } => {
+                (Counted::Symlink, 0, name, NewKind::Symlink { target })
+            }
             _ => return reply.error(libc::ENOSYS),
         };
         let _t = self.stats.start(counted);

@@ -90,9 +90,13 @@ impl LayerFs {
             }
             Op::Opendir => {
                 let _t = self.stats.start(Counted::Opendir);
-                // Only without FUSE_NO_OPENDIR_SUPPORT. The kernel may cache listings:
-                // every change goes through us, and it drops a directory's cache when
-                // one of our replies changes that directory.
+                if self.no_opendir.load(Ordering::Relaxed) {
+                    // The kernel then opens directories without asking (nor RELEASEDIR),
+                    // with FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR, as below.
+                    return reply.error(libc::ENOSYS);
+                }
+                // The kernel may cache listings: every change goes through us, and it
+                // drops a directory's cache when one of our replies changes it.
                 match self.fs.node_is_dir(h.nodeid) {
                     Ok(()) => {
                         let mut w = Writer::with_capacity(abi::OPEN_OUT);

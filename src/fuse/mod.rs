@@ -26,6 +26,9 @@ pub struct LayerFs {
     ttl: Ttl,
     want_passthrough: bool,
     passthrough: AtomicBool,
+    /// The kernel opens directories without OPENDIR (`FUSE_NO_OPENDIR_SUPPORT`) once
+    /// one OPENDIR is answered ENOSYS.
+    no_opendir: AtomicBool,
     backings: DashMap<u64, Backing>,
     /// fh -> ino for handles that hold a reference on a backing.
     fh_backing: DashMap<u64, u64>,
@@ -51,6 +54,7 @@ impl LayerFs {
             ttl: Ttl::from_secs_f64(timeout),
             want_passthrough: passthrough,
             passthrough: AtomicBool::new(false),
+            no_opendir: AtomicBool::new(false),
             backings: DashMap::new(),
             fh_backing: DashMap::new(),
         }
@@ -130,6 +134,8 @@ impl LayerFs {
             | abi::ATOMIC_O_TRUNC
             // No OPENDIR/RELEASEDIR round trips: two requests less per directory read.
             | abi::NO_OPENDIR_SUPPORT;
+        self.no_opendir
+            .store(init.flags & abi::NO_OPENDIR_SUPPORT != 0, Ordering::Relaxed);
         let passthrough = self.want_passthrough
             && sys::geteuid() == 0
             && init.flags & abi::PASSTHROUGH != 0

@@ -2,8 +2,8 @@
 //! every open of it that may use passthrough, and the open replies that attach to it.
 
 use super::LayerFs;
-use crate::kernel::abi::{FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH};
 use crate::kernel::BackingId;
+use crate::kernel::abi::{FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH};
 use std::io;
 use std::sync::atomic::Ordering;
 

@@ -232,7 +232,10 @@ impl Writer {
 
     /// `struct fuse_dirent` and its name.
     pub fn dirent(&mut self, ino: u64, off: u64, dtype: u8, name: &[u8]) -> &mut Self {
-        self.u64(ino).u64(off).u32(name.len() as u32).u32(dtype as u32);
+        self.u64(ino)
+            .u64(off)
+            .u32(name.len() as u32)
+            .u32(dtype as u32);
         self.bytes(name).pad8()
     }
 }
@@ -270,7 +273,10 @@ mod tests {
         let a = WireAttr::default();
         assert_eq!(Writer::default().attr(&a).buf.len(), ATTR);
         assert_eq!(
-            Writer::default().entry(1, Ttl::ZERO, Ttl::ZERO, &a).buf.len(),
+            Writer::default()
+                .entry(1, Ttl::ZERO, Ttl::ZERO, &a)
+                .buf
+                .len(),
             ENTRY_OUT
         );
         assert_eq!(Writer::default().attr_out(Ttl::ZERO, &a).buf.len(), 104);

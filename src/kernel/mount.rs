@@ -146,7 +146,11 @@ fn mount_with_fusermount(target: &Path, spec: &MountSpec) -> io::Result<Mounted>
             } else {
                 io::ErrorKind::Other
             };
-            let why = if text.is_empty() { e.to_string() } else { text.to_string() };
+            let why = if text.is_empty() {
+                e.to_string()
+            } else {
+                text.to_string()
+            };
             return Err(io::Error::new(kind, format!("fusermount3: {why}")));
         }
     };
@@ -164,4 +168,3 @@ fn mount_with_fusermount(target: &Path, spec: &MountSpec) -> io::Result<Mounted>
         watch: None,
     })
 }
-

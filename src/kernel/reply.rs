@@ -97,7 +97,11 @@ impl Notifier {
     /// Drop the cached name `name` in directory `parent`.
     pub fn inval_entry(&self, parent: u64, name: &[u8]) {
         let mut w = Writer::with_capacity(16 + name.len() + 1);
-        w.u64(parent).u32(name.len() as u32).u32(0).bytes(name).bytes(&[0]);
+        w.u64(parent)
+            .u32(name.len() as u32)
+            .u32(0)
+            .bytes(name)
+            .bytes(&[0]);
         send(&self.dev, 0, abi::NOTIFY_INVAL_ENTRY, &[&w.buf]);
     }
 

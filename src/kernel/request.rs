@@ -54,35 +54,100 @@ pub enum Op<'a> {
     Lookup(&'a OsStr),
     Forget(u64),
     BatchForget(Vec<(u64, u64)>),
-    Getattr { fh: Option<u64> },
+    Getattr {
+        fh: Option<u64>,
+    },
     Setattr(SetattrIn),
     Readlink,
-    Symlink { name: &'a OsStr, target: &'a OsStr },
-    Mknod { name: &'a OsStr, mode: u32, rdev: u32, umask: u32 },
-    Mkdir { name: &'a OsStr, mode: u32, umask: u32 },
+    Symlink {
+        name: &'a OsStr,
+        target: &'a OsStr,
+    },
+    Mknod {
+        name: &'a OsStr,
+        mode: u32,
+        rdev: u32,
+        umask: u32,
+    },
+    Mkdir {
+        name: &'a OsStr,
+        mode: u32,
+        umask: u32,
+    },
     Unlink(&'a OsStr),
     Rmdir(&'a OsStr),
-    Rename { name: &'a OsStr, newdir: u64, newname: &'a OsStr, flags: u32 },
-    Link { old: u64, newname: &'a OsStr },
-    Open { flags: i32 },
-    Read { fh: u64, offset: u64, size: u32 },
-    Write { fh: u64, offset: u64, data: &'a [u8], flags: u32 },
+    Rename {
+        name: &'a OsStr,
+        newdir: u64,
+        newname: &'a OsStr,
+        flags: u32,
+    },
+    Link {
+        old: u64,
+        newname: &'a OsStr,
+    },
+    Open {
+        flags: i32,
+    },
+    Read {
+        fh: u64,
+        offset: u64,
+        size: u32,
+    },
+    Write {
+        fh: u64,
+        offset: u64,
+        data: &'a [u8],
+        flags: u32,
+    },
     Statfs,
-    Release { fh: u64 },
-    Fsync { fh: u64, datasync: bool },
-    Setxattr { name: &'a OsStr, value: &'a [u8], flags: i32 },
-    Getxattr { name: &'a OsStr, size: u32 },
-    Listxattr { size: u32 },
+    Release {
+        fh: u64,
+    },
+    Fsync {
+        fh: u64,
+        datasync: bool,
+    },
+    Setxattr {
+        name: &'a OsStr,
+        value: &'a [u8],
+        flags: i32,
+    },
+    Getxattr {
+        name: &'a OsStr,
+        size: u32,
+    },
+    Listxattr {
+        size: u32,
+    },
     Removexattr(&'a OsStr),
     Opendir,
-    Readdir { offset: u64, size: u32, plus: bool },
+    Readdir {
+        offset: u64,
+        size: u32,
+        plus: bool,
+    },
     Releasedir,
     Fsyncdir,
     Access,
-    Create { name: &'a OsStr, mode: u32, umask: u32, flags: i32 },
+    Create {
+        name: &'a OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    },
     Interrupt,
-    Fallocate { fh: u64, offset: u64, length: u64, mode: i32 },
-    Lseek { fh: u64, offset: i64, whence: i32 },
+    Fallocate {
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    },
+    Lseek {
+        fh: u64,
+        offset: i64,
+        whence: i32,
+    },
     /// An opcode we do not serve: answered ENOSYS, and the kernel stops sending most.
     Unsupported,
 }
@@ -118,7 +183,11 @@ fn parse_op<'a>(opcode: u32, r: &mut Reader<'a>) -> Option<Op<'a>> {
             flags: {
                 let lo = r.u32()? as u64;
                 let hi = r.u32().unwrap_or(0) as u64;
-                if lo & INIT_EXT != 0 { lo | (hi << 32) } else { lo }
+                if lo & INIT_EXT != 0 {
+                    lo | (hi << 32)
+                } else {
+                    lo
+                }
             },
         }),
         DESTROY => Op::Destroy,

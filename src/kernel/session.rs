@@ -71,7 +71,11 @@ impl Session {
         w.u32(max_write).u32(1); // time_gran: nanoseconds
         w.u16(max_write.div_ceil(4096) as u16).u16(0);
         w.u32((flags >> 32) as u32);
-        let depth = if flags & abi::PASSTHROUGH != 0 { want.max_stack_depth } else { 0 };
+        let depth = if flags & abi::PASSTHROUGH != 0 {
+            want.max_stack_depth
+        } else {
+            0
+        };
         w.u32(depth);
         w.bytes(&[0u8; 24]);
         reply.body(&w);
@@ -161,7 +165,14 @@ impl Session {
         self.access != Access::RootAndOwner
             || h.uid == 0
             || h.uid == self.owner
-            || matches!(op, Op::Read { .. } | Op::Readdir { .. } | Op::Release { .. } | Op::Releasedir | Op::Destroy)
+            || matches!(
+                op,
+                Op::Read { .. }
+                    | Op::Readdir { .. }
+                    | Op::Release { .. }
+                    | Op::Releasedir
+                    | Op::Destroy
+            )
     }
 }
 
