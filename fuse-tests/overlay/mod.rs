@@ -1,5 +1,6 @@
 //! The union filesystem, checked against kernel overlayfs (see `harness`).
 #![allow(dead_code)]
+mod access;
 mod attrs;
 mod copyup;
 mod fidelity;
