@@ -289,6 +289,23 @@ fn scenario_setuid_cleared_by_writes_of_others() {
             .write_all(b"root\n")?;
         mode_of(&p)
     });
+    // Root without CAP_FSETID loses them on truncation: O_TRUNC and truncate(2) (the
+    // kernel's flags on OPEN and SETATTR say so; root alone does not).
+    d.ok("root without CAP_FSETID truncates setuid files", |m| {
+        for f in ["s/upper-suid", "s/lower-trunc"] {
+            sys::chmod(&m.join(f), 0o6755)?;
+        }
+        let script = "setpriv --bounding-set=-fsetid --inh-caps=-fsetid \
+            sh -c ': > s/upper-suid && truncate -s 2 s/lower-trunc'";
+        let (c, out, err) = common::sh(script, m);
+        if c != 0 {
+            return Err(io::Error::other(format!("{script}: {out}{err}")));
+        }
+        Ok((
+            mode_of(&m.join("s/upper-suid"))?,
+            mode_of(&m.join("s/lower-trunc"))?,
+        ))
+    });
     d.ok("chown -1 -1 changes only the change time", |m| {
         let mut out = Vec::new();
         for f in ["s/upper-suid", "s/lower-sgid-noexec", "a/f1"] {

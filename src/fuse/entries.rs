@@ -6,9 +6,9 @@ use super::convert::{err, time_arg};
 use super::stats::Op as Counted;
 use crate::kernel::abi::{Ttl, WireAttr, Writer};
 use crate::kernel::{Header, Op, Reply, SetattrIn};
-use crate::overlay::Errno;
 use crate::overlay::dirops::NewKind;
 use crate::overlay::fileops::SetAttr;
+use crate::overlay::{Ctx, Errno};
 use std::ffi::OsStr;
 
 impl LayerFs {
@@ -71,7 +71,13 @@ impl LayerFs {
             atime: time_arg(a.atime),
             mtime: time_arg(a.mtime),
         };
-        let r = self.fs.setattr(&Self::ctx(h, 0), h.nodeid, a.fh, s);
+        // A size change: the kernel says whether the caller lacks CAP_FSETID (with a
+        // chown beside it the flag is always set, and chown clears the bits anyway).
+        let ctx = Ctx {
+            no_fsetid: a.size.is_some().then_some(a.kill_suidgid),
+            ..Self::ctx(h, 0)
+        };
+        let r = self.fs.setattr(&ctx, h.nodeid, a.fh, s);
         self.flush_invalidations();
         self.reply_attr(r, reply);
     }

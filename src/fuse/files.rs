@@ -6,14 +6,17 @@ use super::stats::Op as Counted;
 use super::{LayerFs, empty, xattr_err};
 use crate::kernel::abi::{self, FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Writer};
 use crate::kernel::{Header, Op, Reply};
-use crate::overlay::{Errno, Res};
+use crate::overlay::{Ctx, Errno, Res};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 
 impl LayerFs {
     pub(super) fn file_request(&self, h: &Header, op: Op<'_>, reply: Reply<'_>) {
         match op {
-            Op::Open { flags } => self.open(h, flags, reply),
+            Op::Open {
+                flags,
+                kill_suidgid,
+            } => self.open(h, flags, kill_suidgid, reply),
             Op::Create {
                 name,
                 mode,
@@ -119,7 +122,7 @@ impl LayerFs {
         }
     }
 
-    fn open(&self, h: &Header, flags: i32, reply: Reply<'_>) {
+    fn open(&self, h: &Header, flags: i32, kill_suidgid: bool, reply: Reply<'_>) {
         let _t = self.stats.start(Counted::Open);
         let ino = h.nodeid;
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
@@ -132,9 +135,13 @@ impl LayerFs {
             self.flush_invalidations();
             return reply.error(err(r.err().unwrap_or(Errno::ESTALE)));
         }
-        // With FUSE_HANDLE_KILLPRIV_V2 the daemon clears set-id bits; a caller other
-        // than root is taken as lacking CAP_FSETID (WRITE carries its own flag).
-        let r = self.fs.open(&Self::ctx(h, 0), ino, flags);
+        // With FUSE_HANDLE_KILLPRIV_V2 the daemon clears set-id bits: with O_TRUNC the
+        // kernel says whether the caller lacks CAP_FSETID (WRITE carries its own flag).
+        let ctx = Ctx {
+            no_fsetid: (flags & libc::O_TRUNC != 0).then_some(kill_suidgid),
+            ..Self::ctx(h, 0)
+        };
+        let r = self.fs.open(&ctx, ino, flags);
         self.flush_invalidations();
         let (fh, flags, backing) = match r {
             // Writes that clear set-id bits must reach the daemon: no passthrough (direct

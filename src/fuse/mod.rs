@@ -84,6 +84,7 @@ impl LayerFs {
             gid: h.gid,
             umask,
             pid: h.pid,
+            no_fsetid: None,
         }
     }
 

@@ -71,6 +71,10 @@ pub const FATTR_MTIME: u32 = 1 << 5;
 pub const FATTR_FH: u32 = 1 << 6;
 pub const FATTR_ATIME_NOW: u32 = 1 << 7;
 pub const FATTR_MTIME_NOW: u32 = 1 << 8;
+pub const FATTR_KILL_SUIDGID: u32 = 1 << 11;
+
+/// OPEN/CREATE: the caller lacks CAP_FSETID (sent with O_TRUNC only).
+pub const OPEN_KILL_SUIDGID: u32 = 1 << 0;
 
 pub const GETATTR_FH: u32 = 1 << 0;
 pub const WRITE_KILL_SUIDGID: u32 = 1 << 2;

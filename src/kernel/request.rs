@@ -34,6 +34,9 @@ pub struct SetattrIn {
     pub size: Option<u64>,
     pub atime: Option<SetTime>,
     pub mtime: Option<SetTime>,
+    /// FATTR_KILL_SUIDGID: sent for a chown of a non-directory, and for a size change
+    /// by a caller without CAP_FSETID.
+    pub kill_suidgid: bool,
 }
 
 /// INIT's arguments.
@@ -86,8 +89,10 @@ pub enum Op<'a> {
         old: u64,
         newname: &'a OsStr,
     },
+    /// `kill_suidgid`: FUSE_OPEN_KILL_SUIDGID (O_TRUNC by a caller without CAP_FSETID).
     Open {
         flags: i32,
+        kill_suidgid: bool,
     },
     Read {
         fh: u64,
@@ -255,6 +260,7 @@ fn parse_op<'a>(opcode: u32, r: &mut Reader<'a>) -> Option<Op<'a>> {
         },
         OPEN => Op::Open {
             flags: r.u32()? as i32,
+            kill_suidgid: r.u32()? & OPEN_KILL_SUIDGID != 0,
         },
         READ => {
             let (fh, offset, size) = (r.u64()?, r.u64()?, r.u32()?);
@@ -372,6 +378,7 @@ fn setattr(r: &mut Reader<'_>) -> Option<SetattrIn> {
         size: has(FATTR_SIZE).then_some(size),
         atime: has(FATTR_ATIME).then(|| time(atime, atimensec, has(FATTR_ATIME_NOW))),
         mtime: has(FATTR_MTIME).then(|| time(mtime, mtimensec, has(FATTR_MTIME_NOW))),
+        kill_suidgid: has(FATTR_KILL_SUIDGID),
     })
 }
 

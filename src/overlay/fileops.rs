@@ -69,8 +69,8 @@ fn wants_write(flags: i32) -> bool {
 
 impl OverlayFs {
     /// OPEN: a write open copies the file up first; reads of lower files stay on them.
-    /// A caller other than root may not keep set-user-ID/set-group-ID bits (no
-    /// CAP_FSETID): O_TRUNC clears them, and so will its writes.
+    /// A caller without CAP_FSETID may not keep set-user-ID/set-group-ID bits: O_TRUNC
+    /// clears them, and so will its writes.
     pub fn open(&self, ctx: &Ctx, ino: u64, flags: i32) -> Res<Opened> {
         let node = self.node(ino)?;
         if node.is_dir() {
@@ -122,11 +122,16 @@ impl OverlayFs {
         };
         let file = File::from(fd);
         let mut via_daemon = false;
-        if st.upper && wants_write(flags) && ctx.uid != 0 {
-            if flags & libc::O_TRUNC != 0 {
+        if st.upper && wants_write(flags) {
+            if flags & libc::O_TRUNC != 0 && ctx.lacks_fsetid() {
                 self.kill_sxid(ctx, ino, file.as_fd(), Path::new(""))?;
             }
-            via_daemon = has_sxid(self.shown_mode(file.as_fd(), Path::new(""))?);
+            // Later writes: only WRITE says whether the writer holds CAP_FSETID, and
+            // passthrough writes never reach us, so a caller other than root writes
+            // a set-id file through the daemon.
+            if ctx.uid != 0 {
+                via_daemon = has_sxid(self.shown_mode(file.as_fd(), Path::new(""))?);
+            }
         }
         let fh = self.new_handle(ino, file, st.upper);
         Ok(Opened {
@@ -352,7 +357,7 @@ impl OverlayFs {
                     sys::ftruncate(fd.as_fd(), size).op("truncate", rel)?;
                 }
             }
-            if ctx.uid != 0 && a.mode.is_none() {
+            if ctx.lacks_fsetid() && a.mode.is_none() {
                 self.kill_sxid(ctx, ino, up, rel)?;
             }
         }

@@ -1,4 +1,4 @@
-//! The union filesystem, free of fuser types: an [`OverlayFs`] answers inode-level
+//! The union filesystem, free of FUSE types: an [`OverlayFs`] answers inode-level
 //! requests (lookup, getattr, readdir, create, rename, open, read, write, xattrs ...)
 //! with plain Rust values and errno codes. `crate::fuse` adapts it to the kernel.
 //!
@@ -78,6 +78,17 @@ pub struct Ctx {
     pub umask: u32,
     /// The calling process (its supplementary groups decide some set-group-ID rules).
     pub pid: u32,
+    /// What the kernel said of the caller's CAP_FSETID for this request (OPEN with
+    /// O_TRUNC, SETATTR of the size): `Some(true)` lacks it. `None`: not said.
+    pub no_fsetid: Option<bool>,
+}
+
+impl Ctx {
+    /// The caller may not keep set-user-ID/set-group-ID bits on truncation: as the
+    /// kernel said, else (not said) any caller other than root.
+    pub fn lacks_fsetid(&self) -> bool {
+        self.no_fsetid.unwrap_or(self.uid != 0)
+    }
 }
 
 /// Attributes as presented through the mount.
