@@ -13,6 +13,15 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a worker with nothing to do keeps asking for the next request before it
+/// sleeps. A program's next request usually comes a few microseconds after our answer
+/// (a stat walk, git's lstat()s, tar): found by asking, it costs no wake-up of a sleeping
+/// thread, which on a small VM is the larger part of a round trip. One worker at a time
+/// asks; the others sleep in poll(2).
+const SPIN: Duration = Duration::from_micros(50);
 
 /// What the filesystem answers to INIT.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +50,8 @@ pub struct Session {
     /// The granted capabilities and the read buffer size they need.
     pub flags: u64,
     buf_size: usize,
+    /// A worker is asking for requests without sleeping (see [`SPIN`]).
+    spinning: AtomicBool,
 }
 
 impl Session {
@@ -87,6 +98,7 @@ impl Session {
             flags,
             // A WRITE of max_write bytes plus its header; SETXATTR values up to 64 KiB.
             buf_size: max_write as usize + 64 * 1024 + 4096,
+            spinning: AtomicBool::new(false),
         })
     }
 
@@ -114,6 +126,9 @@ impl Session {
                     }
                 },
             };
+            if let Err(e) = sys::set_nonblocking(dev.as_fd()) {
+                log::debug!("non-blocking FUSE reads: {e}");
+            }
             let (s, h) = (Arc::clone(&this), Arc::clone(&handler));
             let t = std::thread::Builder::new()
                 .name(format!("fuse-{i}"))
@@ -139,7 +154,7 @@ impl Session {
 
     fn worker(&self, dev: &File, handler: &dyn Handler) -> io::Result<()> {
         let mut buf = vec![0u8; self.buf_size];
-        while let Some(n) = read_request(dev, &mut buf)? {
+        while let Some(n) = self.next_request(dev, &mut buf)? {
             let Some((h, op)) = request::parse(&buf[..n]) else {
                 log::error!("a malformed request of {n} bytes");
                 if n >= abi::IN_HEADER {
@@ -176,7 +191,49 @@ impl Session {
     }
 }
 
-/// Read one request: None once the session is over.
+impl Session {
+    /// The next request (None once the session is over): asked for without sleeping for
+    /// a while by one worker at a time, then waited for in poll(2).
+    fn next_request(&self, dev: &File, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let mut until: Option<Instant> = None;
+        loop {
+            let got = read_request(dev, buf);
+            if until.is_some()
+                && !matches!(got, Err(ref e) if e.raw_os_error() == Some(libc::EAGAIN))
+            {
+                self.spinning.store(false, Ordering::Release);
+            }
+            match got {
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+                r => return r,
+            }
+            match until {
+                None if self
+                    .spinning
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok() =>
+                {
+                    until = Some(Instant::now() + SPIN);
+                    continue;
+                }
+                Some(t) if Instant::now() < t => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                Some(_) => {
+                    self.spinning.store(false, Ordering::Release);
+                    until = None;
+                }
+                None => {}
+            }
+            // Readable: a request is queued, or the session is over (read says which).
+            sys::wait_readable(dev.as_fd(), None)?;
+        }
+    }
+}
+
+/// Read one request: None once the session is over (EAGAIN on a non-blocking fd with
+/// nothing queued).
 fn read_request(dev: &File, buf: &mut [u8]) -> io::Result<Option<usize>> {
     let mut dev = dev;
     loop {
@@ -184,7 +241,7 @@ fn read_request(dev: &File, buf: &mut [u8]) -> io::Result<Option<usize>> {
             Ok(n) => return Ok(Some(n)),
             Err(e) => match e.raw_os_error() {
                 // Interrupted, or the request was withdrawn before we read it.
-                Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOENT) => continue,
+                Some(libc::EINTR) | Some(libc::ENOENT) => continue,
                 Some(libc::ENODEV) => return Ok(None),
                 _ => return Err(e),
             },
