@@ -88,7 +88,6 @@ pub const FOPEN_PASSTHROUGH: u32 = 1 << 7;
 
 // Notifications (sent with unique 0, the code in the error field).
 pub const NOTIFY_INVAL_INODE: i32 = 2;
-pub const NOTIFY_INVAL_ENTRY: i32 = 3;
 
 pub const ENTRY_OUT: usize = 40 + ATTR;
 pub const ATTR: usize = 88;

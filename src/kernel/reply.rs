@@ -94,17 +94,6 @@ impl Notifier {
         send(&self.dev, 0, abi::NOTIFY_INVAL_INODE, &[&w.buf]);
     }
 
-    /// Drop the cached name `name` in directory `parent`.
-    pub fn inval_entry(&self, parent: u64, name: &[u8]) {
-        let mut w = Writer::with_capacity(16 + name.len() + 1);
-        w.u64(parent)
-            .u32(name.len() as u32)
-            .u32(0)
-            .bytes(name)
-            .bytes(&[0]);
-        send(&self.dev, 0, abi::NOTIFY_INVAL_ENTRY, &[&w.buf]);
-    }
-
     /// Register `file` as a passthrough backing file.
     pub fn open_backing(&self, file: &File) -> std::io::Result<BackingId> {
         let id = sys::fuse_backing_open(self.dev.as_fd(), file.as_fd())?;

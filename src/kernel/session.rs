@@ -47,8 +47,7 @@ pub struct Session {
     watch: Option<(UnixStream, Child)>,
     access: Access,
     owner: u32,
-    /// The granted capabilities and the read buffer size they need.
-    pub flags: u64,
+    /// The read buffer size the granted max_write needs.
     buf_size: usize,
     /// A worker is asking for requests without sleeping (see [`SPIN`]).
     spinning: AtomicBool,
@@ -95,7 +94,6 @@ impl Session {
             watch: m.watch,
             access,
             owner: sys::geteuid(),
-            flags,
             // A WRITE of max_write bytes plus its header; SETXATTR values up to 64 KiB.
             buf_size: max_write as usize + 64 * 1024 + 4096,
             spinning: AtomicBool::new(false),
