@@ -7,7 +7,7 @@
 //! when the mountpoint sits on top of one of its own layers.
 //!
 //! The only module with `unsafe` code (the crate root denies it everywhere else): each
-//! call is wrapped in a safe function here, split by theme into `xattr`, `process`, `ns` and `fusedev`.
+//! call is wrapped in a safe function here, split by theme into `xattr`, `process` and `ns`; the `/dev/fuse` calls are at the end.
 
 #![allow(unsafe_code)]
 
@@ -17,11 +17,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-mod fusedev;
 mod ns;
 mod process;
 mod xattr;
-pub use fusedev::*;
 pub use ns::*;
 pub use process::*;
 pub use xattr::*;
@@ -589,4 +587,101 @@ pub fn remove_tree(p: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     };
     remove_tree_at(dir.as_fd(), Path::new(name))
+}
+
+// ---- /dev/fuse and the FUSE mount: mount(2) of a fuse filesystem, cloning a session's
+// device fd (one per worker), passthrough backing files.
+
+// _IOR(229, 0, u32), _IOW(229, 1, struct fuse_backing_map), _IOW(229, 2, u32).
+const FUSE_DEV_IOC_CLONE: libc::c_ulong = 0x8004_e500;
+const FUSE_DEV_IOC_BACKING_OPEN: libc::c_ulong = 0x4010_e501;
+const FUSE_DEV_IOC_BACKING_CLOSE: libc::c_ulong = 0x4004_e502;
+
+/// `struct fuse_backing_map`.
+#[repr(C)]
+struct BackingMap {
+    fd: i32,
+    flags: u32,
+    padding: u64,
+}
+
+/// Open `/dev/fuse` for a new session (or a clone of one).
+pub fn open_fuse_dev() -> io::Result<OwnedFd> {
+    let path = c"/dev/fuse";
+    // SAFETY: a constant NUL-terminated path; the fd is ours on success.
+    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: open returned a new descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// mount(2) of a fuse filesystem: `data` carries `fd=N,rootmode=..` and the kernel's
+/// fuse options; `flags` the MS_* flags.
+pub fn mount_fuse(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
+    let src = CString::new(source).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let ty = CString::new(fstype).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let d = CString::new(data).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let t = cpath(target)?;
+    // SAFETY: all pointers are NUL-terminated strings alive for the call.
+    check(unsafe {
+        libc::mount(
+            src.as_ptr(),
+            t.as_ptr(),
+            ty.as_ptr(),
+            flags,
+            d.as_ptr().cast(),
+        )
+    })?;
+    Ok(())
+}
+
+/// A new device fd attached to `session`'s connection: requests read from it are
+/// answered on it (each worker thread reads its own; new requests come from one
+/// shared queue).
+pub fn clone_fuse_dev(session: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let fd = open_fuse_dev()?;
+    let mut id: u32 = session.as_raw_fd() as u32;
+    // SAFETY: the ioctl reads one u32 (the session fd) from a live local.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), FUSE_DEV_IOC_CLONE, &mut id) })?;
+    Ok(fd)
+}
+
+/// Register `file` as a passthrough backing file; the id goes in open replies.
+pub fn fuse_backing_open(dev: BorrowedFd<'_>, file: BorrowedFd<'_>) -> io::Result<u32> {
+    let map = BackingMap {
+        fd: file.as_raw_fd(),
+        flags: 0,
+        padding: 0,
+    };
+    // SAFETY: the ioctl reads a struct fuse_backing_map from a live local.
+    let id = check(unsafe { libc::ioctl(dev.as_raw_fd(), FUSE_DEV_IOC_BACKING_OPEN, &map) })?;
+    Ok(id as u32)
+}
+
+/// Drop a backing file registration.
+pub fn fuse_backing_close(dev: BorrowedFd<'_>, id: u32) -> io::Result<()> {
+    // SAFETY: the ioctl reads one u32 from a live local.
+    check(unsafe { libc::ioctl(dev.as_raw_fd(), FUSE_DEV_IOC_BACKING_CLOSE, &id) })?;
+    Ok(())
+}
+
+/// Let `fd` survive exec (for a helper that gets it by number: fusermount3's socket).
+pub fn clear_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fcntl on a live descriptor with integer arguments.
+    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) })?;
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags & !libc::FD_CLOEXEC) })?;
+    Ok(())
+}
+
+/// Make reads of `fd` return EAGAIN instead of blocking.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fcntl on a live descriptor with integer arguments.
+    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
 }

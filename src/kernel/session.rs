@@ -112,8 +112,9 @@ impl Session {
         let this = Arc::new(self);
         let mut workers = Vec::new();
         for i in 0..threads.max(1) {
-            // Each worker its own queue; the first (or any, if cloning fails) the
-            // session's fd.
+            // Each worker its own fd (the kernel's queue of new requests is shared; a
+            // request is answered on the fd it was read from); the first (or any, if
+            // cloning fails) the session's fd.
             let dev = match i {
                 0 => Arc::clone(&this.dev),
                 _ => match sys::clone_fuse_dev(this.dev.as_fd()) {
@@ -173,7 +174,8 @@ impl Session {
     }
 
     /// `allow_root`: the kernel lets everyone in (allow_other); only root and the owner
-    /// are served. Requests the kernel sends on its own behalf pass.
+    /// are served. Requests on files already open pass (as with fuser and libfuse): they
+    /// carry the uid of whoever does them, not of who opened the file.
     fn allowed(&self, h: &Header, op: &Op<'_>) -> bool {
         self.access != Access::RootAndOwner
             || h.uid == 0
@@ -181,6 +183,9 @@ impl Session {
             || matches!(
                 op,
                 Op::Read { .. }
+                    | Op::Write { .. }
+                    | Op::Fsync { .. }
+                    | Op::Fsyncdir
                     | Op::Readdir { .. }
                     | Op::Release { .. }
                     | Op::Releasedir
@@ -240,7 +245,8 @@ fn read_request(dev: &File, buf: &mut [u8]) -> io::Result<Option<usize>> {
             Err(e) => match e.raw_os_error() {
                 // Interrupted, or the request was withdrawn before we read it.
                 Some(libc::EINTR) | Some(libc::ENOENT) => continue,
-                Some(libc::ENODEV) => return Ok(None),
+                // Unmounted, or aborted through /sys/fs/fuse/connections.
+                Some(libc::ENODEV) | Some(libc::ECONNABORTED) => return Ok(None),
                 _ => return Err(e),
             },
         }
