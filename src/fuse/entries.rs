@@ -74,7 +74,7 @@ impl LayerFs {
         // A size change: the kernel says whether the caller lacks CAP_FSETID (with a
         // chown beside it the flag is always set, and chown clears the bits anyway).
         let ctx = Ctx {
-            no_fsetid: a.size.is_some().then_some(a.kill_suidgid),
+            no_fsetid: self.no_fsetid(a.size.is_some(), a.kill_suidgid),
             ..Self::ctx(h, 0)
         };
         let r = self.fs.setattr(&ctx, h.nodeid, a.fh, s);

@@ -1,7 +1,7 @@
 //! File, directory and xattr operations of the adapter: OPEN/CREATE (with passthrough),
 //! READ/WRITE, READDIR/READDIRPLUS from the overlay's listing snapshots, and xattrs.
 
-use super::convert::{err, wire_attr};
+use super::convert::err;
 use super::stats::Op as Counted;
 use super::{LayerFs, empty, xattr_err};
 use crate::kernel::abi::{self, FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Writer};
@@ -138,7 +138,7 @@ impl LayerFs {
         // With FUSE_HANDLE_KILLPRIV_V2 the daemon clears set-id bits: with O_TRUNC the
         // kernel says whether the caller lacks CAP_FSETID (WRITE carries its own flag).
         let ctx = Ctx {
-            no_fsetid: (flags & libc::O_TRUNC != 0).then_some(kill_suidgid),
+            no_fsetid: self.no_fsetid(flags & libc::O_TRUNC != 0, kill_suidgid),
             ..Self::ctx(h, 0)
         };
         let r = self.fs.open(&ctx, ino, flags);
@@ -185,21 +185,18 @@ impl LayerFs {
                 w.dirent(e.ino, l.offset_after(i), e.dtype, name);
                 continue;
             }
-            let dots = e.name == "." || e.name == "..";
-            let a = if dots {
-                self.fs.getattr(e.ino)
-            } else {
-                self.fs.lookup_listed(dir, &e.name, e.layer)
-            };
-            let Ok(a) = a else {
+            if e.name == "." || e.name == ".." {
+                // The kernel takes no reference on these (node id 0) and reads none of
+                // their attributes; the number is the node's, as READDIR sends it.
+                let none = abi::WireAttr::default();
+                w.entry(0, abi::Ttl::ZERO, abi::Ttl::ZERO, &none);
+                w.dirent(e.ino, l.offset_after(i), e.dtype, name);
+                continue;
+            }
+            let Ok(a) = self.fs.lookup_listed(dir, &e.name, e.layer) else {
                 continue; // vanished since the snapshot
             };
-            if dots {
-                // Not a lookup: the kernel takes no reference on these (node id 0).
-                w.entry(0, abi::Ttl::ZERO, abi::Ttl::ZERO, &wire_attr(&a));
-            } else {
-                self.entry_body(&mut w, &a);
-            }
+            self.entry_body(&mut w, &a);
             w.dirent(a.st_ino, l.offset_after(i), e.dtype, name);
             sent += 1;
         }

@@ -29,6 +29,10 @@ pub struct LayerFs {
     /// The kernel opens directories without OPENDIR (`FUSE_NO_OPENDIR_SUPPORT`) once
     /// one OPENDIR is answered ENOSYS.
     no_opendir: AtomicBool,
+    /// The kernel leaves clearing set-id bits to us and says, on OPEN with O_TRUNC and
+    /// SETATTR of a size, whether the caller lacks CAP_FSETID (`FUSE_HANDLE_KILLPRIV_V2`,
+    /// kernels from 5.11). Without it those flags are never set.
+    killpriv_v2: AtomicBool,
     backings: DashMap<u64, Backing>,
     /// fh -> ino for handles that hold a reference on a backing.
     fh_backing: DashMap<u64, u64>,
@@ -55,6 +59,7 @@ impl LayerFs {
             want_passthrough: passthrough,
             passthrough: AtomicBool::new(false),
             no_opendir: AtomicBool::new(false),
+            killpriv_v2: AtomicBool::new(false),
             backings: DashMap::new(),
             fh_backing: DashMap::new(),
         }
@@ -76,6 +81,12 @@ impl LayerFs {
         for i in stale {
             n.inval_inode(i.ino, if i.listing { 0 } else { -1 }, 0);
         }
+    }
+
+    /// What the kernel said about the caller's CAP_FSETID, where it said it: `kill` is
+    /// its flag on a request that carries one (`applies`).
+    fn no_fsetid(&self, applies: bool, kill: bool) -> Option<bool> {
+        (applies && self.killpriv_v2.load(Ordering::Relaxed)).then_some(kill)
     }
 
     fn ctx(h: &Header, umask: u32) -> Ctx {
@@ -137,6 +148,8 @@ impl LayerFs {
             | abi::NO_OPENDIR_SUPPORT;
         self.no_opendir
             .store(init.flags & abi::NO_OPENDIR_SUPPORT != 0, Ordering::Relaxed);
+        self.killpriv_v2
+            .store(init.flags & abi::HANDLE_KILLPRIV_V2 != 0, Ordering::Relaxed);
         let passthrough = self.want_passthrough
             && sys::geteuid() == 0
             && init.flags & abi::PASSTHROUGH != 0
@@ -222,7 +235,8 @@ impl kernel::Handler for LayerFs {
                 // default_permissions: the kernel checks modes itself.
                 reply.ok();
             }
-            Op::Init(_) | Op::Destroy | Op::Interrupt => reply.ok(),
+            Op::Init(_) | Op::Destroy => reply.ok(),
+            Op::Interrupt => reply.error(libc::ENOSYS),
             // FLUSH, locks, ioctl, poll, copy_file_range, tmpfile, statx...: ENOSYS, and
             // the kernel does without them (for FLUSH: one round trip less per close;
             // layerfs keeps no dirty state a close would need to push out).

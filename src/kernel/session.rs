@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 /// sleeps. A program's next request usually comes a few microseconds after our answer
 /// (a stat walk, git's lstat()s, tar): found by asking, it costs no wake-up of a sleeping
 /// thread, which on a small VM is the larger part of a round trip. One worker at a time
-/// asks; the others sleep in poll(2).
+/// asks; the others sleep in read(2).
 const SPIN: Duration = Duration::from_micros(50);
 
 /// What the filesystem answers to INIT.
@@ -71,8 +71,13 @@ impl Session {
                 init.major, init.minor
             )));
         }
-        let want = handler.init(&init);
-        let flags = want.flags & init.flags;
+        // allow_root: every open must be asked for, so that others' are refused.
+        let mut offered = init;
+        if access == Access::RootAndOwner {
+            offered.flags &= !abi::NO_OPENDIR_SUPPORT;
+        }
+        let want = handler.init(&offered);
+        let flags = want.flags & offered.flags;
         let max_write = want.max_write.max(4096);
         let mut w = Writer::with_capacity(64);
         w.u32(abi::MAJOR).u32(abi::MINOR).u32(init.max_readahead);
@@ -111,30 +116,40 @@ impl Session {
     pub fn serve(self, handler: Arc<dyn Handler>, threads: usize) -> io::Result<()> {
         let this = Arc::new(self);
         let mut workers = Vec::new();
+        let mut failed = None;
         for i in 0..threads.max(1) {
-            // Each worker its own fd (the kernel's queue of new requests is shared; a
-            // request is answered on the fd it was read from); the first (or any, if
-            // cloning fails) the session's fd.
+            // Each worker its own fd, so it can switch between asking without sleeping
+            // and sleeping in read(2) alone (O_NONBLOCK belongs to the open file). The
+            // kernel's queue of new requests is shared by the clones; a request is
+            // answered on the fd it was read from. A worker that cannot be set up is
+            // done without: fewer workers serve the same requests.
             let dev = match i {
                 0 => Arc::clone(&this.dev),
                 _ => match sys::clone_fuse_dev(this.dev.as_fd()) {
                     Ok(fd) => Arc::new(File::from(fd)),
                     Err(e) => {
-                        log::debug!("cloning the FUSE device: {e}; sharing one queue");
-                        Arc::clone(&this.dev)
+                        log::warn!("cloning the FUSE device: {e}; serving with {i} workers");
+                        break;
                     }
                 },
             };
-            if let Err(e) = sys::set_nonblocking(dev.as_fd()) {
-                log::debug!("non-blocking FUSE reads: {e}");
-            }
             let (s, h) = (Arc::clone(&this), Arc::clone(&handler));
-            let t = std::thread::Builder::new()
+            match std::thread::Builder::new()
                 .name(format!("fuse-{i}"))
-                .spawn(move || s.worker(&dev, &*h))?;
-            workers.push(t);
+                .spawn(move || s.worker(&dev, &*h))
+            {
+                Ok(t) => workers.push(t),
+                Err(e) => {
+                    log::warn!("starting a FUSE worker: {e}; serving with {i} workers");
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
-        let mut result = Ok(());
+        let mut result = match (workers.is_empty(), failed) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(()),
+        };
         for t in workers {
             match t.join() {
                 Ok(Ok(())) => {}
@@ -153,7 +168,8 @@ impl Session {
 
     fn worker(&self, dev: &File, handler: &dyn Handler) -> io::Result<()> {
         let mut buf = vec![0u8; self.buf_size];
-        while let Some(n) = self.next_request(dev, &mut buf)? {
+        let mut nonblocking = false;
+        while let Some(n) = self.next_request(dev, &mut nonblocking, &mut buf)? {
             let Some((h, op)) = request::parse(&buf[..n]) else {
                 log::error!("a malformed request of {n} bytes");
                 if n >= abi::IN_HEADER {
@@ -162,7 +178,13 @@ impl Session {
                 }
                 continue;
             };
-            let expects = !matches!(op, Op::Forget(_) | Op::BatchForget(_) | Op::Interrupt);
+            if let Op::Interrupt = op {
+                // Requests are answered in microseconds and none waits on anything the
+                // caller could give up: ENOSYS tells the kernel to send no more.
+                Reply::new(dev, h.unique, true).error(libc::ENOSYS);
+                continue;
+            }
+            let expects = !matches!(op, Op::Forget(_) | Op::BatchForget(_));
             let reply = Reply::new(dev, h.unique, expects);
             if expects && !self.allowed(&h, &op) {
                 reply.error(libc::EACCES);
@@ -175,7 +197,9 @@ impl Session {
 
     /// `allow_root`: the kernel lets everyone in (allow_other); only root and the owner
     /// are served. Requests on files already open pass (as with fuser and libfuse): they
-    /// carry the uid of whoever does them, not of who opened the file.
+    /// carry the uid of whoever does them, not of who opened the file. Opening is what
+    /// is refused, so under allow_root directories are opened with OPENDIR (see
+    /// [`Session::init`]).
     fn allowed(&self, h: &Header, op: &Op<'_>) -> bool {
         self.access != Access::RootAndOwner
             || h.uid == 0
@@ -196,42 +220,54 @@ impl Session {
 
 impl Session {
     /// The next request (None once the session is over): asked for without sleeping for
-    /// a while by one worker at a time, then waited for in poll(2).
-    fn next_request(&self, dev: &File, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let mut until: Option<Instant> = None;
-        loop {
-            let got = read_request(dev, buf);
-            if until.is_some()
-                && !matches!(got, Err(ref e) if e.raw_os_error() == Some(libc::EAGAIN))
-            {
-                self.spinning.store(false, Ordering::Release);
+    /// a while by one worker at a time, else waited for in a blocking read(2), where the
+    /// kernel wakes one sleeping worker per request (poll(2) would wake them all).
+    fn next_request(
+        &self,
+        dev: &File,
+        nonblocking: &mut bool,
+        buf: &mut [u8],
+    ) -> io::Result<Option<usize>> {
+        if self
+            .spinning
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            let got = spin_for_request(dev, nonblocking, buf);
+            self.spinning.store(false, Ordering::Release);
+            if let Some(r) = got? {
+                return Ok(r);
             }
-            match got {
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
-                r => return r,
-            }
-            match until {
-                None if self
-                    .spinning
-                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok() =>
-                {
-                    until = Some(Instant::now() + SPIN);
-                    continue;
-                }
-                Some(t) if Instant::now() < t => {
-                    std::hint::spin_loop();
-                    continue;
-                }
-                Some(_) => {
-                    self.spinning.store(false, Ordering::Release);
-                    until = None;
-                }
-                None => {}
-            }
-            // Readable: a request is queued, or the session is over (read says which).
-            sys::wait_readable(dev.as_fd(), None)?;
         }
+        if *nonblocking {
+            sys::set_nonblocking(dev.as_fd(), false)?;
+            *nonblocking = false;
+        }
+        read_request(dev, buf)
+    }
+}
+
+/// Ask for a request without sleeping for [`SPIN`]: Some(what read said), or None when
+/// none came.
+fn spin_for_request(
+    dev: &File,
+    nonblocking: &mut bool,
+    buf: &mut [u8],
+) -> io::Result<Option<Option<usize>>> {
+    if !*nonblocking {
+        sys::set_nonblocking(dev.as_fd(), true)?;
+        *nonblocking = true;
+    }
+    let until = Instant::now() + SPIN;
+    loop {
+        match read_request(dev, buf) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+            r => return r.map(Some),
+        }
+        if Instant::now() >= until {
+            return Ok(None);
+        }
+        std::hint::spin_loop();
     }
 }
 
