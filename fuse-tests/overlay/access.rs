@@ -47,10 +47,14 @@ fn reads(r: &Path) -> (bool, bool) {
 
 /// Another user than root and the owner: `nobody` (65534) through setpriv.
 fn reads_as_nobody(r: &Path) -> Result<(), String> {
-    let f = r.join("m/f");
+    as_nobody("cat", &r.join("m/f"))
+}
+
+/// `cmd path` as `nobody`: Err(its stderr) when it fails.
+fn as_nobody(cmd: &str, path: &Path) -> Result<(), String> {
     let o = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
-        .arg(&f)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", cmd])
+        .arg(path)
         .output()
         .unwrap();
     if o.status.success() {
@@ -99,6 +103,33 @@ fn access_follows_allow_root_and_allow_other() {
             assert!(e.contains("ermission denied"), "-o {extra:?}: {e}");
         }
     }
+}
+
+/// The kernel caches listings and opens directories without asking once told it may:
+/// under allow_root it must ask, or a listing the owner read would be shown to anyone.
+#[test]
+fn allow_root_keeps_others_out_of_listings_the_owner_read() {
+    if !runnable() {
+        return;
+    }
+    let t = common::tempdir();
+    let (r, o) = user_dirs(t.path());
+    let m = r.join("m");
+    mount_as_user(&r, &o, ",allow_root");
+    let (c, owner, err) = common::sh_as_user(&format!("ls '{}'", m.display()), Path::new("/"));
+    let by_root = fs::read_dir(&m).map(|d| d.count());
+    let nobody = as_nobody("ls", &m);
+    let owner_again = common::sh_as_user(&format!("ls '{}'", m.display()), Path::new("/"));
+    mount::force_unmount(&m);
+    assert_eq!((c, owner.as_str()), (0, "f\n"), "the owner's ls: {err}");
+    assert_eq!(by_root.ok(), Some(1), "root's listing");
+    let e = nobody.expect_err("nobody listed an allow_root mount the owner had listed");
+    assert!(e.contains("ermission denied"), "nobody's ls: {e}");
+    assert_eq!(
+        owner_again.1, "f\n",
+        "the owner's second ls: {}",
+        owner_again.2
+    );
 }
 
 #[test]
