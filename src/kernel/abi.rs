@@ -129,6 +129,11 @@ impl<'a> Reader<'a> {
         Some(u64::from_le_bytes(a))
     }
 
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     pub fn skip(&mut self, n: usize) -> Option<()> {
         self.take(n).map(drop)
     }

@@ -201,7 +201,8 @@ fn parse_op<'a>(opcode: u32, r: &mut Reader<'a>) -> Option<Op<'a>> {
         BATCH_FORGET => {
             let n = r.u32()?;
             r.skip(4)?;
-            let mut v = Vec::with_capacity(n as usize);
+            // No more room than the request holds, whatever its count says.
+            let mut v = Vec::with_capacity((n as usize).min(r.remaining() / 16));
             for _ in 0..n {
                 v.push((r.u64()?, r.u64()?));
             }

@@ -172,6 +172,7 @@ impl Place {
 #[derive(Debug, Clone)]
 pub struct DirEntry {
     pub name: OsString,
+    /// The number stat shows (d_ino).
     pub ino: u64,
     pub dtype: u8,
     /// Topmost layer holding the entry (`usize::MAX` for "." and "..").
@@ -461,12 +462,20 @@ impl OverlayFs {
         let merged = node.with(|s| Self::is_merged_dir(s, kind));
         let loc = self.loc_of(&node).unwrap_or_else(|_| f.top.clone());
         let attr = if loc == f.top {
-            self.attr_from(&node, &f.stat, &loc, merged)?
+            self.attr_from(&node, &f.stat, &loc, merged)
         } else {
-            let s = sys::lstat_at(self.stack.layers()[loc.0].fd(), &loc.1).op("lookup", &loc.1)?;
-            self.attr_from(&node, &s, &loc, merged)?
+            sys::lstat_at(self.stack.layers()[loc.0].fd(), &loc.1)
+                .op("lookup", &loc.1)
+                .and_then(|s| self.attr_from(&node, &s, &loc, merged))
         };
-        Ok((node, attr))
+        match attr {
+            Ok(a) => Ok((node, a)),
+            Err(e) => {
+                // The kernel gets no entry, so it will never forget the reference.
+                self.nodes.forget(node.ino, 1);
+                Err(e)
+            }
+        }
     }
 
     /// LOOKUP: find `name` in directory `parent`; counts one kernel reference.
@@ -528,9 +537,11 @@ impl OverlayFs {
             .with(|s| s.aliases.first().map(|a| a.0))
             .unwrap_or(ROOT_INO);
         let mut out = Vec::with_capacity(list.len() + 2);
+        // The numbers stat shows, as for every entry.
+        let parent = self.nodes.get(parent).map_or(parent, |n| n.shown());
         out.push(DirEntry {
             name: OsString::from("."),
-            ino: node.ino,
+            ino: node.shown(),
             dtype: libc::DT_DIR,
             layer: usize::MAX,
         });
