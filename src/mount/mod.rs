@@ -318,9 +318,12 @@ fn mount_session(
         format!("cannot mount on {}: {why}", req.mountpoint.display())
     })?;
     Session::init(mounted, spec.access, handler).map_err(|e| {
-        // Nothing is served: take the mount down again.
-        let _ = unmount(&req.mountpoint);
-        format!("cannot mount on {}: {e}", req.mountpoint.display())
+        // Nothing is served: take the mount down again (just made, it is on top).
+        let left = match unmount(&req.mountpoint) {
+            Ok(()) => String::new(),
+            Err(u) => format!("; it is left mounted: {u}"),
+        };
+        format!("cannot mount on {}: {e}{left}", req.mountpoint.display())
     })
 }
 
