@@ -19,9 +19,11 @@ use std::path::Path;
 
 mod ns;
 mod process;
+mod uring;
 mod xattr;
 pub use ns::*;
 pub use process::*;
+pub use uring::{IoVecs, Ring, pin_to_cpu, possible_cpus};
 pub use xattr::*;
 
 /// A `struct stat` as the kernel returned it.
