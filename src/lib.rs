@@ -11,7 +11,7 @@
 //!   mount/      MountPlan + mount options -> a running FUSE session (daemon, signals)
 //!    |
 //!   fuse/       thin adapter: a kernel::Handler over overlay::OverlayFs
-//!    |    \____ kernel/ the FUSE protocol itself: mount, wire format, worker threads
+//!    |    \____ kernel/ the FUSE protocol itself: mount, wire format, worker threads, io_uring queues
 //!    |
 //!   overlay/    the union filesystem semantics, free of FUSE types
 //!    |    store/ (above) reads layers through format/ too

@@ -22,6 +22,8 @@ Usage: layerfs mount [-f] [-d] -o OPTIONS [SOURCE] MOUNTPOINT
      whiteouts=auto|oci    oci: write only .wh.NAME / .wh..wh..opq markers (no devices,
                            no xattrs; lower directories then cannot be renamed: EXDEV)
      passthrough=on|off    FUSE passthrough when permitted (default on)
+     uring=on|off          FUSE over io_uring when the kernel offers it (default on;
+                           not with auto_unmount)
      noxattrs=1            no xattrs through the mount: get/set/list/remove say EOPNOTSUPP
      timeout=SECONDS       kernel entry/attr cache timeout (default 86400)
      threads=N             worker threads (default: CPUs, at least 2)

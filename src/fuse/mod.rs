@@ -26,6 +26,8 @@ pub struct LayerFs {
     ttl: Ttl,
     want_passthrough: bool,
     passthrough: AtomicBool,
+    /// Ask for FUSE over io_uring (offered when the fuse module's `enable_uring` is on).
+    want_uring: bool,
     /// The kernel opens directories without OPENDIR (`FUSE_NO_OPENDIR_SUPPORT`) once
     /// one OPENDIR is answered ENOSYS.
     no_opendir: AtomicBool,
@@ -48,6 +50,7 @@ impl LayerFs {
         fs: Arc<OverlayFs>,
         timeout: f64,
         passthrough: bool,
+        uring: bool,
         notifier: Arc<OnceLock<Notifier>>,
         stats: Arc<Stats>,
     ) -> LayerFs {
@@ -57,6 +60,7 @@ impl LayerFs {
             fs,
             ttl: Ttl::from_secs_f64(timeout),
             want_passthrough: passthrough,
+            want_uring: uring,
             passthrough: AtomicBool::new(false),
             no_opendir: AtomicBool::new(false),
             killpriv_v2: AtomicBool::new(false),
@@ -154,6 +158,9 @@ impl LayerFs {
             && sys::geteuid() == 0
             && init.flags & abi::PASSTHROUGH != 0
             && init.minor >= 40;
+        if self.want_uring {
+            flags |= kernel::OVER_IO_URING;
+        }
         if passthrough {
             flags |= abi::PASSTHROUGH;
             self.passthrough.store(true, Ordering::Relaxed);
@@ -172,6 +179,9 @@ impl kernel::Handler for LayerFs {
     }
 
     fn request(&self, h: &Header, op: Op<'_>, reply: Reply<'_>) {
+        if h.ring {
+            self.stats.via_ring();
+        }
         match op {
             Op::Lookup(name) => self.lookup(h, name, reply),
             Op::Forget(n) => {

@@ -42,6 +42,8 @@ pub struct Stats {
     per: Vec<PerOp>,
     /// READDIRPLUS entries sent (each one a LOOKUP the kernel need not make).
     plus_entries: AtomicU64,
+    /// Requests that came over io_uring queues.
+    ring: AtomicU64,
 }
 
 impl Default for Stats {
@@ -50,6 +52,7 @@ impl Default for Stats {
             since: Instant::now(),
             per: NAMES.iter().map(|_| PerOp::default()).collect(),
             plus_entries: AtomicU64::new(0),
+            ring: AtomicU64::new(0),
         }
     }
 }
@@ -88,6 +91,10 @@ impl Stats {
         }
     }
 
+    pub fn via_ring(&self) {
+        self.ring.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn plus_entries(&self, n: u64) {
         self.plus_entries.fetch_add(n, Ordering::Relaxed);
     }
@@ -122,6 +129,7 @@ impl Stats {
             "READDIRPLUS entries: {}",
             self.plus_entries.load(Ordering::Relaxed)
         );
+        let _ = writeln!(s, "over io_uring: {}", self.ring.load(Ordering::Relaxed));
         s
     }
 }

@@ -26,10 +26,46 @@ fn send(dev: &File, unique: u64, error: i32, body: &[&[u8]]) {
     }
 }
 
+/// Where an answer goes: written to the device fd the request came from, or into the
+/// io_uring entry that brought it (committed by the ring's thread afterwards).
+pub(super) enum Sink<'a> {
+    Dev(&'a File),
+    Ring(RingAnswer<'a>),
+}
+
+/// A ring entry's reply space: `struct fuse_out_header` goes at the start of `header`,
+/// the body into `payload`, and its length into `payload_sz`.
+pub(super) struct RingAnswer<'a> {
+    pub header: &'a mut [u8],
+    pub payload: &'a mut [u8],
+    pub payload_sz: &'a mut u32,
+}
+
+impl RingAnswer<'_> {
+    fn write(&mut self, unique: u64, mut error: i32, body: &[&[u8]]) {
+        let mut at = 0;
+        if body.iter().map(|b| b.len()).sum::<usize>() > self.payload.len() {
+            log::error!("reply {unique}: the body does not fit the ring's payload buffer");
+            error = -libc::EIO;
+        } else {
+            for b in body {
+                self.payload[at..at + b.len()].copy_from_slice(b);
+                at += b.len();
+            }
+        }
+        let mut h = Writer::with_capacity(abi::OUT_HEADER);
+        h.u32((abi::OUT_HEADER + at) as u32)
+            .u32(error as u32)
+            .u64(unique);
+        self.header[..abi::OUT_HEADER].copy_from_slice(&h.buf);
+        *self.payload_sz = at as u32;
+    }
+}
+
 /// The answer to one request. Dropped unanswered, it answers EIO, so a request is never
 /// left waiting.
 pub struct Reply<'a> {
-    dev: &'a File,
+    sink: Sink<'a>,
     unique: u64,
     done: bool,
 }
@@ -37,17 +73,34 @@ pub struct Reply<'a> {
 impl<'a> Reply<'a> {
     pub(super) fn new(dev: &'a File, unique: u64, expects_reply: bool) -> Self {
         Reply {
-            dev,
+            sink: Sink::Dev(dev),
             unique,
             done: !expects_reply,
         }
     }
 
-    fn finish(mut self, error: i32, body: &[&[u8]]) {
-        if !self.done {
-            send(self.dev, self.unique, error, body);
+    /// The answer to a request that came through an io_uring entry.
+    pub(super) fn to_ring(answer: RingAnswer<'a>, unique: u64) -> Self {
+        Reply {
+            sink: Sink::Ring(answer),
+            unique,
+            done: false,
+        }
+    }
+
+    fn send(&mut self, error: i32, body: &[&[u8]]) {
+        if self.done {
+            return;
         }
         self.done = true;
+        match &mut self.sink {
+            Sink::Dev(dev) => send(dev, self.unique, error, body),
+            Sink::Ring(a) => a.write(self.unique, error, body),
+        }
+    }
+
+    fn finish(mut self, error: i32, body: &[&[u8]]) {
+        self.send(error, body);
     }
 
     /// Fail with `errno` (positive).
@@ -73,9 +126,7 @@ impl<'a> Reply<'a> {
 
 impl Drop for Reply<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            send(self.dev, self.unique, -libc::EIO, &[]);
-        }
+        self.send(-libc::EIO, &[]);
     }
 }
 

@@ -15,6 +15,8 @@ pub struct Header {
     pub uid: u32,
     pub gid: u32,
     pub pid: u32,
+    /// It came through an io_uring queue, not the device fd.
+    pub ring: bool,
 }
 
 /// A time argument of SETATTR.
@@ -172,6 +174,7 @@ pub fn parse(buf: &[u8]) -> Option<(Header, Op<'_>)> {
         uid: r.u32()?,
         gid: r.u32()?,
         pid: r.u32()?,
+        ring: false,
     };
     r.skip(4)?; // total_extlen, padding
     let op = parse_op(h.opcode, &mut r)?;

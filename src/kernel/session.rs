@@ -6,6 +6,7 @@ use super::abi::{self, Writer};
 use super::mount::{Access, Mounted};
 use super::reply::{Notifier, Reply};
 use super::request::{self, Header, InitIn, Op};
+use super::uring::OVER_IO_URING;
 use crate::sys;
 use std::fs::File;
 use std::io::{self, Read};
@@ -14,6 +15,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a worker with nothing to do keeps asking for the next request before it
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 /// (a stat walk, git's lstat()s, tar): found by asking, it costs no wake-up of a sleeping
 /// thread, which on a small VM is the larger part of a round trip. One worker at a time
 /// asks; the others sleep in read(2).
-const SPIN: Duration = Duration::from_micros(50);
+pub(super) const SPIN: Duration = Duration::from_micros(50);
 
 /// What the filesystem answers to INIT.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +53,11 @@ pub struct Session {
     buf_size: usize,
     /// A worker is asking for requests without sleeping (see [`SPIN`]).
     spinning: AtomicBool,
+    /// FUSE over io_uring was granted at INIT: queues are served too ([`super::uring`]).
+    uring: bool,
+    /// A ring queue has served a request: the device fd now brings only FORGETs and
+    /// INTERRUPTs, not worth asking for without sleeping.
+    pub(super) ring_up: AtomicBool,
 }
 
 impl Session {
@@ -77,7 +84,12 @@ impl Session {
             offered.flags &= !abi::NO_OPENDIR_SUPPORT;
         }
         let want = handler.init(&offered);
-        let flags = want.flags & offered.flags;
+        let granted = want.flags & offered.flags;
+        // FUSE over io_uring is offered but not accepted: accepted, the kernel would hold
+        // every request until all queues are registered (a queue that cannot be set up
+        // would hang the mount). Not accepted, requests come over the device fd until
+        // every queue is registered, then over the rings.
+        let flags = granted & !OVER_IO_URING;
         let max_write = want.max_write.max(4096);
         let mut w = Writer::with_capacity(64);
         w.u32(abi::MAJOR).u32(abi::MINOR).u32(init.max_readahead);
@@ -102,6 +114,8 @@ impl Session {
             // A WRITE of max_write bytes plus its header; SETXATTR values up to 64 KiB.
             buf_size: max_write as usize + 64 * 1024 + 4096,
             spinning: AtomicBool::new(false),
+            uring: granted & OVER_IO_URING != 0,
+            ring_up: AtomicBool::new(false),
         })
     }
 
@@ -146,6 +160,11 @@ impl Session {
                 }
             }
         }
+        let rings = if this.uring {
+            this.start_queues(&handler)
+        } else {
+            Vec::new()
+        };
         let mut result = match (workers.is_empty(), failed) {
             (true, Some(e)) => Err(e),
             _ => Ok(()),
@@ -157,6 +176,13 @@ impl Session {
                 Err(_) => result = Err(io::Error::other("a worker thread panicked")),
             }
         }
+        for t in rings {
+            match t.join() {
+                Ok(Err(e)) => log::debug!("an io_uring queue: {e}"),
+                Ok(Ok(())) => {}
+                Err(_) => result = Err(io::Error::other("a queue thread panicked")),
+            }
+        }
         if let Ok(mut s) = Arc::try_unwrap(this)
             && let Some((sock, mut child)) = s.watch.take()
         {
@@ -164,6 +190,37 @@ impl Session {
             let _ = child.wait();
         }
         result
+    }
+
+    /// One thread per CPU serving its io_uring queue. Queues that cannot be set up are
+    /// left out (the kernel then keeps using the device fd: it needs them all).
+    fn start_queues(
+        self: &Arc<Self>,
+        handler: &Arc<dyn Handler>,
+    ) -> Vec<JoinHandle<io::Result<()>>> {
+        let cpus = match sys::possible_cpus() {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("FUSE over io_uring not used: {e}");
+                return Vec::new();
+            }
+        };
+        let mut threads = Vec::new();
+        for qid in 0..cpus.min(u16::MAX as usize) as u16 {
+            let (s, h) = (Arc::clone(self), Arc::clone(handler));
+            let payload = self.buf_size;
+            let t = std::thread::Builder::new()
+                .name(format!("fuse-q{qid}"))
+                .spawn(move || s.serve_queue(&s.dev, qid, payload, &*h));
+            match t {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    log::warn!("FUSE over io_uring not used: starting queue {qid}: {e}");
+                    break;
+                }
+            }
+        }
+        threads
     }
 
     fn worker(&self, dev: &File, handler: &dyn Handler) -> io::Result<()> {
@@ -200,7 +257,7 @@ impl Session {
     /// carry the uid of whoever does them, not of who opened the file. Opening is what
     /// is refused, so under allow_root directories are opened with OPENDIR (see
     /// [`Session::init`]).
-    fn allowed(&self, h: &Header, op: &Op<'_>) -> bool {
+    pub(super) fn allowed(&self, h: &Header, op: &Op<'_>) -> bool {
         self.access != Access::RootAndOwner
             || h.uid == 0
             || h.uid == self.owner
@@ -228,10 +285,11 @@ impl Session {
         nonblocking: &mut bool,
         buf: &mut [u8],
     ) -> io::Result<Option<usize>> {
-        if self
-            .spinning
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        if !self.ring_up.load(Ordering::Relaxed)
+            && self
+                .spinning
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
         {
             let got = spin_for_request(dev, nonblocking, buf);
             self.spinning.store(false, Ordering::Release);

@@ -70,6 +70,7 @@ pub fn to_option_string(plan: &MountPlan, o: &MountOptions) -> String {
         (!o.fsync, "fsync=0"),
         (o.oci_whiteouts, "whiteouts=oci"),
         (!o.passthrough, "passthrough=off"),
+        (!o.uring, "uring=off"),
         (o.no_xattrs, "noxattrs=1"),
         (o.xattr_permissions, "xattr_permissions=1"),
     ];
@@ -391,6 +392,10 @@ fn serve(req: &MountRequest, ready: &mut Option<OwnedFd>) -> Result<(), String> 
         Arc::clone(&fs),
         o.timeout,
         o.passthrough,
+        // fusermount3 unmounts a dead daemon's mount only once the kernel has aborted
+        // the connection, and the kernel tears an io_uring connection down a moment
+        // after the process is gone: too late for auto_unmount.
+        o.uring && !o.auto_unmount,
         Arc::clone(&notifier),
         Arc::clone(&stats),
     ));
@@ -479,6 +484,7 @@ mod tests {
             fsync: false,
             oci_whiteouts: true,
             passthrough: false,
+            uring: false,
             no_xattrs: true,
             timeout: 2.5,
             threads: 3,

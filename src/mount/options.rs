@@ -28,6 +28,8 @@ pub struct MountOptions {
     pub oci_whiteouts: bool,
     /// Use FUSE passthrough when the kernel allows it (root / CAP_SYS_ADMIN).
     pub passthrough: bool,
+    /// Serve over io_uring queues when the kernel offers it (`uring=on`, the default).
+    pub uring: bool,
     /// `noxattrs=1`: every xattr call on the mount fails with EOPNOTSUPP.
     pub no_xattrs: bool,
     /// Entry/attr cache timeout in seconds.
@@ -65,6 +67,7 @@ impl Default for MountOptions {
             fsync: true,
             oci_whiteouts: false,
             passthrough: true,
+            uring: true,
             no_xattrs: false,
             timeout: 86400.0,
             threads: 0,
@@ -281,6 +284,7 @@ fn apply(plan: &mut MountPlan, o: &mut MountOptions, item: &str) -> Result<(), S
             }
         }
         "passthrough" => o.passthrough = switch(key, val)?,
+        "uring" => o.uring = switch(key, val)?,
         "timeout" => {
             let v = need(val)?;
             o.timeout = v
