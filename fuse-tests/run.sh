@@ -77,5 +77,22 @@ else
     say "no ../shared beside the repo: fixture tests will print why they skip"
 fi
 
+# FUSE over io_uring (the fuse module's enable_uring; off by default, root switches it): the
+# suite runs with it on, then the union filesystem's tests again over the device fd alone.
+# The setting is put back as it was.
+URING=/sys/module/fuse/parameters/enable_uring
+if [ "$(id -u)" = 0 ] && [ -w "$URING" ]; then
+    was=$(cat "$URING")
+    trap 'echo "$was" > "$URING"' EXIT
+    echo Y > "$URING"
+    say "cargo test (release), FUSE over io_uring on"
+    cargo test --release --locked "$@"
+    if [ $# -eq 0 ]; then
+        echo N > "$URING"
+        say "cargo test (release) overlay::, FUSE over io_uring off"
+        cargo test --release --locked --test fuse-tests -- overlay::
+    fi
+    exit 0
+fi
 say "cargo test (release)"
 exec cargo test --release --locked "$@"

@@ -36,6 +36,14 @@ fn get(table: &str, name: &str) -> (u64, u64) {
 fn counted_mount(
     setup: &dyn Fn(&[crate::common::layer::Layer]),
 ) -> Option<(tempfile::TempDir, Mounted, std::path::PathBuf, u32)> {
+    counted_mount_with(setup, &[])
+}
+
+/// [`counted_mount`] with more layerfs options.
+fn counted_mount_with(
+    setup: &dyn Fn(&[crate::common::layer::Layer]),
+    extra: &[&str],
+) -> Option<(tempfile::TempDir, Mounted, std::path::PathBuf, u32)> {
     if Impl::under_test() != Impl::Layerfs {
         eprintln!("skipped: layerfs's own counters");
         return None;
@@ -43,8 +51,10 @@ fn counted_mount(
     let t = tempfile::tempdir().expect("tempdir");
     let dirs = Dirs::new(t.path(), build_lowers(t.path(), 1, setup));
     let file = t.path().join("stats.txt");
+    let mut layerfs_extra = vec![format!("stats={}", file.display())];
+    layerfs_extra.extend(extra.iter().map(|o| o.to_string()));
     let opts = Opts {
-        layerfs_extra: vec![format!("stats={}", file.display())],
+        layerfs_extra,
         ..Opts::default()
     };
     let m = mount(Impl::Layerfs, &dirs, &opts);
@@ -111,6 +121,86 @@ fn sigusr1_and_unmount_write_the_request_counters() {
         .filter(|n| n.starts_with("stats.txt."))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// The fuse module offers FUSE over io_uring (root turns it on: `fuse-tests/run.sh` does).
+fn uring_offered() -> bool {
+    fs::read_to_string("/sys/module/fuse/parameters/enable_uring").is_ok_and(|v| v.trim() == "Y")
+}
+
+/// "over io_uring: N" of a counters table.
+fn over_ring(table: &str) -> u64 {
+    table
+        .lines()
+        .find_map(|l| l.strip_prefix("over io_uring: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no io_uring line in the counters:\n{table}"))
+}
+
+/// Offered, the kernel's requests come over the io_uring queues (all but FORGETs and
+/// what came before the queues were up); `uring=off` and `auto_unmount` keep them on
+/// the device fd. The same work gives the same tree and the same answers either way.
+#[test]
+fn requests_come_over_io_uring_when_offered_and_wanted() {
+    if !uring_offered() {
+        eprintln!("skipped: /sys/module/fuse/parameters/enable_uring is not Y");
+        return;
+    }
+    let mut seen = Vec::new();
+    // auto_unmount: over the device fd (fusermount3 would not unmount a dead daemon's
+    // mount while the kernel still tears its rings down).
+    for extra in [&[][..], &["uring=off"][..], &["auto_unmount"][..]] {
+        let Some((_t, m, file, pid)) = counted_mount_with(
+            &|l| {
+                for i in 0..50 {
+                    l[0].file(&format!("d/f{i}"), format!("{i}\n").as_bytes());
+                }
+            },
+            extra,
+        ) else {
+            return;
+        };
+        // Ask from each CPU in turn: every queue answers.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut tree = Vec::new();
+        for i in 0..50 {
+            let p = m.mnt.join(format!("d/f{i}"));
+            let cmd = format!("taskset -c {} cat {}", i % cpus, p.display());
+            let (c, out, err) = crate::common::sh(&cmd, std::path::Path::new("/"));
+            assert_eq!(c, 0, "{cmd}: {err}");
+            tree.push(out);
+            fs::write(m.mnt.join(format!("d/n{i}")), format!("new {i}\n")).expect("create");
+        }
+        assert!(fs::symlink_metadata(m.mnt.join("d/missing")).is_err());
+        let mut names: Vec<String> = fs::read_dir(m.mnt.join("d"))
+            .expect("ls d")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let table = dump(pid, &file);
+        let (ring, total) = (over_ring(&table), get(&table, "total").0);
+        if extra.is_empty() {
+            // INIT and what the kernel sent while the queues registered come over the
+            // device fd; nearly all the rest over the rings.
+            assert!(
+                ring * 10 >= total * 9,
+                "{ring} of {total} over io_uring:\n{table}"
+            );
+        } else {
+            assert_eq!(ring, 0, "{extra:?}, yet over io_uring:\n{table}");
+        }
+        seen.push((tree, names));
+        drop(m);
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "io_uring and the device fd answered differently"
+    );
+    assert_eq!(
+        seen[0], seen[2],
+        "io_uring and the device fd answered differently"
+    );
+    assert_eq!(seen[0].1.len(), 100);
 }
 
 /// The counters as of now: SIGUSR1, then the file it writes.
