@@ -23,7 +23,7 @@ mod uring;
 mod xattr;
 pub use ns::*;
 pub use process::*;
-pub use uring::{IoVecs, Ring, pin_to_cpu, possible_cpus};
+pub use uring::{IoVecs, Ring, page_size, pin_to_cpu, possible_cpus};
 pub use xattr::*;
 
 /// A `struct stat` as the kernel returned it.

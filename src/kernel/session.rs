@@ -6,7 +6,7 @@ use super::abi::{self, Writer};
 use super::mount::{Access, Mounted};
 use super::reply::{Notifier, Reply};
 use super::request::{self, Header, InitIn, Op};
-use super::uring::OVER_IO_URING;
+use super::uring::{self, OVER_IO_URING};
 use crate::sys;
 use std::fs::File;
 use std::io::{self, Read};
@@ -53,8 +53,11 @@ pub struct Session {
     buf_size: usize,
     /// A worker is asking for requests without sleeping (see [`SPIN`]).
     spinning: AtomicBool,
-    /// FUSE over io_uring was granted at INIT: queues are served too ([`super::uring`]).
-    uring: bool,
+    /// FUSE over io_uring was granted at INIT: this many queues are served too
+    /// ([`super::uring`]); 0 without.
+    queues: usize,
+    /// The size of a queue entry's payload buffer.
+    payload: usize,
     /// A ring queue has served a request: the device fd now brings only FORGETs and
     /// INTERRUPTs, not worth asking for without sleeping.
     pub(super) ring_up: AtomicBool,
@@ -84,12 +87,19 @@ impl Session {
             offered.flags &= !abi::NO_OPENDIR_SUPPORT;
         }
         let want = handler.init(&offered);
-        let granted = want.flags & offered.flags;
-        // FUSE over io_uring is offered but not accepted: accepted, the kernel would hold
-        // every request until all queues are registered (a queue that cannot be set up
-        // would hang the mount). Not accepted, requests come over the device fd until
-        // every queue is registered, then over the rings.
-        let flags = granted & !OVER_IO_URING;
+        let mut flags = want.flags & offered.flags;
+        // FUSE over io_uring, accepted only where a ring can be made. Accepted, the
+        // kernel holds new requests until every queue is registered (a queue that cannot
+        // be is refused to it, see uring::refuse_queue), and the session keeps its rings
+        // even if enable_uring is switched off meanwhile.
+        let queues = if flags & OVER_IO_URING != 0 {
+            uring::queues_here()
+        } else {
+            None
+        };
+        if queues.is_none() {
+            flags &= !OVER_IO_URING;
+        }
         let max_write = want.max_write.max(4096);
         let mut w = Writer::with_capacity(64);
         w.u32(abi::MAJOR).u32(abi::MINOR).u32(init.max_readahead);
@@ -114,7 +124,10 @@ impl Session {
             // A WRITE of max_write bytes plus its header; SETXATTR values up to 64 KiB.
             buf_size: max_write as usize + 64 * 1024 + 4096,
             spinning: AtomicBool::new(false),
-            uring: granted & OVER_IO_URING != 0,
+            queues: queues.unwrap_or(0),
+            // Room for max_write bytes, or max_pages pages, whichever the kernel counts.
+            payload: (max_write as usize + 64 * 1024 + 4096)
+                .max(max_write.div_ceil(4096) as usize * sys::page_size()),
             ring_up: AtomicBool::new(false),
         })
     }
@@ -160,15 +173,11 @@ impl Session {
                 }
             }
         }
-        let rings = if this.uring {
-            this.start_queues(&handler)
-        } else {
-            Vec::new()
-        };
-        let mut result = match (workers.is_empty(), failed) {
-            (true, Some(e)) => Err(e),
-            _ => Ok(()),
-        };
+        if workers.is_empty() {
+            return Err(failed.unwrap_or_else(|| io::Error::other("no FUSE worker started")));
+        }
+        let rings = this.start_queues(&handler);
+        let mut result = Ok(());
         for t in workers {
             match t.join() {
                 Ok(Ok(())) => {}
@@ -176,7 +185,17 @@ impl Session {
                 Err(_) => result = Err(io::Error::other("a worker thread panicked")),
             }
         }
+        // The session is over: the kernel ends every registered entry (ENOTCONN). A
+        // queue thread that still waits is not waited for long.
+        let until = Instant::now() + Duration::from_secs(5);
+        while rings.iter().any(|t| !t.is_finished()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         for t in rings {
+            if !t.is_finished() {
+                log::warn!("an io_uring queue thread outlived its session");
+                continue;
+            }
             match t.join() {
                 Ok(Err(e)) => log::debug!("an io_uring queue: {e}"),
                 Ok(Ok(())) => {}
@@ -192,30 +211,23 @@ impl Session {
         result
     }
 
-    /// One thread per CPU serving its io_uring queue. Queues that cannot be set up are
-    /// left out (the kernel then keeps using the device fd: it needs them all).
+    /// One thread per CPU serving its io_uring queue (none without FUSE over io_uring).
+    /// A queue whose thread cannot start is refused to the kernel, which then goes on
+    /// with the device fd.
     fn start_queues(
         self: &Arc<Self>,
         handler: &Arc<dyn Handler>,
     ) -> Vec<JoinHandle<io::Result<()>>> {
-        let cpus = match sys::possible_cpus() {
-            Ok(n) => n,
-            Err(e) => {
-                log::warn!("FUSE over io_uring not used: {e}");
-                return Vec::new();
-            }
-        };
         let mut threads = Vec::new();
-        for qid in 0..cpus.min(u16::MAX as usize) as u16 {
+        for qid in 0..self.queues as u16 {
             let (s, h) = (Arc::clone(self), Arc::clone(handler));
-            let payload = self.buf_size;
             let t = std::thread::Builder::new()
                 .name(format!("fuse-q{qid}"))
-                .spawn(move || s.serve_queue(&s.dev, qid, payload, &*h));
+                .spawn(move || s.serve_queue(&s.dev, qid, s.payload, &*h));
             match t {
                 Ok(t) => threads.push(t),
                 Err(e) => {
-                    log::warn!("FUSE over io_uring not used: starting queue {qid}: {e}");
+                    uring::refuse_queue(&self.dev, qid, &e);
                     break;
                 }
             }
@@ -237,7 +249,8 @@ impl Session {
             };
             if let Op::Interrupt = op {
                 // Requests are answered in microseconds and none waits on anything the
-                // caller could give up: ENOSYS tells the kernel to send no more.
+                // caller could give up. ENOSYS tells the kernel to send no more, when it
+                // reaches the request (read on this fd); else it finds nothing (ENOENT).
                 Reply::new(dev, h.unique, true).error(libc::ENOSYS);
                 continue;
             }

@@ -18,6 +18,7 @@ use crate::sys::{self, IoVecs, Ring};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 /// `FUSE_OVER_IO_URING` in INIT's flags (flags2 bit 9).
@@ -41,9 +42,28 @@ fn cmd_req(qid: u16, commit_id: u64) -> [u8; 80] {
     c
 }
 
+/// How many queues this machine's rings need (one per possible CPU), when io_uring
+/// works here (it can be switched off: `kernel.io_uring_disabled`); None otherwise.
+pub(super) fn queues_here() -> Option<usize> {
+    let probe = sys::possible_cpus().and_then(|n| Ring::new(2).map(|_| n));
+    match probe {
+        Ok(n) if n <= u16::MAX as usize => Some(n),
+        Ok(n) => {
+            log::warn!("FUSE over io_uring not used: {n} CPUs");
+            None
+        }
+        Err(e) => {
+            log::warn!("FUSE over io_uring not used: {e}");
+            None
+        }
+    }
+}
+
 impl Session {
-    /// Serve queue `qid` until the kernel ends the session. Errors of the first
-    /// registration come back here: the device fd then goes on serving.
+    /// Serve queue `qid` until the kernel ends the session. A queue that cannot be set
+    /// up is refused to the kernel ([`refuse_queue`]), which then keeps the session on
+    /// the device fd. Once registered, the thread never leaves while the kernel holds
+    /// its entries: requests from this CPU would wait for it forever.
     pub(super) fn serve_queue(
         &self,
         dev: &File,
@@ -54,46 +74,47 @@ impl Session {
         if let Err(e) = sys::pin_to_cpu(qid as usize) {
             log::debug!("FUSE queue {qid}: cannot run on CPU {qid} only: {e}");
         }
-        let mut ring = Ring::new((2 * DEPTH).next_power_of_two() as u32)?;
-        let mut ents = (0..DEPTH)
+        // The buffers before the ring: dropped after it (the ring's teardown is what
+        // ends the kernel's use of them).
+        let set_up = (0..DEPTH)
             .map(|_| IoVecs::new(&[HEADER_SIZE, payload]))
-            .collect::<io::Result<Vec<_>>>()?;
+            .collect::<io::Result<Vec<_>>>()
+            .and_then(|ents| Ok((ents, Ring::new((2 * DEPTH).next_power_of_two() as u32)?)));
+        let (mut ents, mut ring) = match set_up {
+            Ok(r) => r,
+            Err(e) => {
+                refuse_queue(dev, qid, &e);
+                return Err(e);
+            }
+        };
         for (i, e) in ents.iter().enumerate() {
-            ring.push_cmd(dev.as_fd(), CMD_REGISTER, e, &cmd_req(qid, 0), i as u64)?;
+            let pushed = ring.push_cmd(dev.as_fd(), CMD_REGISTER, e, &cmd_req(qid, 0), i as u64);
+            pushed.unwrap_or_else(|e| fatal(qid, e));
         }
         let mut req = Vec::with_capacity(payload + IN_OUT + OP_IN);
         let mut live = DEPTH;
-        let mut served = false;
         while live > 0 {
-            wait_for_completion(&mut ring)?;
+            wait_for_completion(&mut ring).unwrap_or_else(|e| fatal(qid, e));
             while let Some((i, res)) = ring.next_completion() {
                 let Some(e) = ents.get_mut(i as usize) else {
                     continue;
                 };
                 if res < 0 {
-                    // The session's end (ENOTCONN, or cancelled), or a refused
-                    // registration.
+                    // The session's end, or a refused registration (the kernel then
+                    // serves over the device fd).
                     live -= 1;
-                    let err = io::Error::from_raw_os_error(-res);
-                    if !served && res != -libc::ENOTCONN && res != -libc::ECANCELED {
-                        log::warn!("FUSE over io_uring, queue {qid}: {err}");
-                        return Err(err);
+                    if ![libc::ENOTCONN, libc::ECONNABORTED, libc::ECANCELED].contains(&-res) {
+                        let err = io::Error::from_raw_os_error(-res);
+                        log::warn!("FUSE over io_uring, queue {qid}, entry {i}: {err}");
                     }
                     continue;
                 }
-                if !served {
-                    served = true;
-                    self.ring_up
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                }
+                self.ring_up
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 let commit_id = self.answer_entry(e, &mut req, handler);
-                ring.push_cmd(
-                    dev.as_fd(),
-                    CMD_COMMIT_AND_FETCH,
-                    e,
-                    &cmd_req(qid, commit_id),
-                    i,
-                )?;
+                let cmd = cmd_req(qid, commit_id);
+                let pushed = ring.push_cmd(dev.as_fd(), CMD_COMMIT_AND_FETCH, e, &cmd, i);
+                pushed.unwrap_or_else(|e| fatal(qid, e));
             }
         }
         Ok(())
@@ -129,10 +150,13 @@ impl Session {
             Some((mut h, op)) => {
                 h.ring = true;
                 let reply = Reply::to_ring(answer, h.unique);
-                if self.allowed(&h, &op) {
-                    handler.request(&h, op, reply);
-                } else {
+                if !self.allowed(&h, &op) {
                     reply.error(libc::EACCES);
+                } else if catch_unwind(AssertUnwindSafe(|| handler.request(&h, op, reply))).is_err()
+                {
+                    // The reply, dropped on the way out, answered EIO; the entry is still
+                    // committed, so the queue goes on.
+                    log::error!("a {} request panicked", h.opcode);
                 }
             }
             None => {
@@ -160,4 +184,34 @@ fn wait_for_completion(ring: &mut Ring) -> io::Result<()> {
         }
         std::hint::spin_loop();
     }
+}
+
+/// Queue `qid` will not be registered (`why`): a REGISTER the kernel refuses (an iovec
+/// count other than 2) puts the session back on the device fd, where the kernel would
+/// otherwise hold every request until all queues are up. When even that cannot be
+/// sent, the daemon ends, so the mount fails (ENOTCONN) instead of hanging.
+pub(super) fn refuse_queue(dev: &File, qid: u16, why: &io::Error) {
+    let refused = (|| {
+        let bad = IoVecs::new(&[HEADER_SIZE])?;
+        let mut ring = Ring::new(2)?;
+        ring.push_cmd(dev.as_fd(), CMD_REGISTER, &bad, &cmd_req(qid, 0), 0)?;
+        ring.submit_and_wait(1)?;
+        Ok::<_, io::Error>(ring.next_completion())
+    })();
+    match refused {
+        Ok(Some((_, res))) if res < 0 => {
+            log::warn!("FUSE over io_uring not used: queue {qid}: {why}");
+        }
+        other => {
+            log::error!("queue {qid}: {why}, and it cannot be refused ({other:?})");
+            std::process::abort();
+        }
+    }
+}
+
+/// A queue whose ring fails after registration cannot be given up (its entries stay
+/// with the kernel): end the daemon, so the mount fails instead of hanging.
+fn fatal(qid: u16, e: io::Error) -> ! {
+    log::error!("FUSE over io_uring, queue {qid}: {e}");
+    std::process::abort();
 }

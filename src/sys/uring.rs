@@ -2,7 +2,7 @@
 //! `IORING_OP_URING_CMD` submissions on the FUSE device, completions read back, and the
 //! buffers the kernel fills with requests and reads replies from. Nothing else of
 //! io_uring is used, so this is all there is of it (the io-uring crate cannot set the
-//! address and length fields a FUSE registration needs).
+//! length field a FUSE registration needs).
 
 use super::check;
 use std::io;
@@ -310,8 +310,18 @@ impl IoVecs {
     }
 }
 
+/// The size of a memory page.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).unwrap_or(4096).max(4096)
+}
+
 /// Run the calling thread on `cpu` only.
 pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity get a
     // live local of the right size.
     unsafe {
@@ -326,21 +336,21 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// How many CPUs the kernel may ever run (its `nr_cpu_ids`: the highest possible CPU
-/// number + 1), from `/sys/devices/system/cpu/possible` ("0-3", "0,2-5").
+/// How many CPUs the kernel may ever run (FUSE makes a queue for each), from
+/// `/sys/devices/system/cpu/possible` ("0-3", "0,2-5").
 pub fn possible_cpus() -> io::Result<usize> {
     let s = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
     parse_cpu_list(&s).ok_or_else(|| io::Error::other(format!("cannot read the CPU list {s:?}")))
 }
 
 fn parse_cpu_list(s: &str) -> Option<usize> {
-    let mut top = None;
+    let mut n = 0;
     for part in s.trim().split(',') {
-        let last = part.rsplit('-').next()?;
-        let n: usize = last.trim().parse().ok()?;
-        top = Some(top.map_or(n, |t: usize| t.max(n)));
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        n += b.checked_sub(a)? + 1;
     }
-    top.map(|t| t + 1)
+    Some(n)
 }
 
 #[cfg(test)]
@@ -348,10 +358,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpu_lists_give_the_highest_number_plus_one() {
+    fn cpu_lists_give_the_number_of_cpus() {
         assert_eq!(parse_cpu_list("0-1\n"), Some(2));
         assert_eq!(parse_cpu_list("0"), Some(1));
-        assert_eq!(parse_cpu_list("0,2-5,7"), Some(8));
+        assert_eq!(parse_cpu_list("0,2-5,7"), Some(6));
         assert_eq!(parse_cpu_list(""), None);
         assert_eq!(parse_cpu_list("x"), None);
     }
