@@ -99,28 +99,24 @@ impl<'a> Reply<'a> {
         }
     }
 
-    fn finish(mut self, error: i32, body: &[&[u8]]) {
-        self.send(error, body);
-    }
-
     /// Fail with `errno` (positive).
-    pub fn error(self, errno: i32) {
-        self.finish(-errno, &[]);
+    pub fn error(mut self, errno: i32) {
+        self.send(-errno, &[]);
     }
 
     /// Success with no body.
-    pub fn ok(self) {
-        self.finish(0, &[]);
+    pub fn ok(mut self) {
+        self.send(0, &[]);
     }
 
     /// Success with these bytes as the body.
-    pub fn data(self, body: &[u8]) {
-        self.finish(0, &[body]);
+    pub fn data(mut self, body: &[u8]) {
+        self.send(0, &[body]);
     }
 
     /// Success with a built body.
-    pub fn body(self, w: &Writer) {
-        self.finish(0, &[&w.buf]);
+    pub fn body(mut self, w: &Writer) {
+        self.send(0, &[&w.buf]);
     }
 }
 

@@ -101,6 +101,8 @@ impl Session {
             flags &= !OVER_IO_URING;
         }
         let max_write = want.max_write.max(4096);
+        // A WRITE of max_write bytes plus its header; SETXATTR values up to 64 KiB.
+        let buf_size = max_write as usize + 64 * 1024 + 4096;
         let mut w = Writer::with_capacity(64);
         w.u32(abi::MAJOR).u32(abi::MINOR).u32(init.max_readahead);
         w.u32((flags | (init.flags & abi::INIT_EXT)) as u32);
@@ -121,13 +123,11 @@ impl Session {
             watch: m.watch,
             access,
             owner: sys::geteuid(),
-            // A WRITE of max_write bytes plus its header; SETXATTR values up to 64 KiB.
-            buf_size: max_write as usize + 64 * 1024 + 4096,
+            buf_size,
             spinning: AtomicBool::new(false),
             queues: queues.unwrap_or(0),
             // Room for max_write bytes, or max_pages pages, whichever the kernel counts.
-            payload: (max_write as usize + 64 * 1024 + 4096)
-                .max(max_write.div_ceil(4096) as usize * sys::page_size()),
+            payload: buf_size.max(max_write.div_ceil(4096) as usize * sys::page_size()),
             ring_up: AtomicBool::new(false),
         })
     }

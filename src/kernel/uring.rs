@@ -122,8 +122,7 @@ impl Session {
 
     /// Answer the request in entry `e`; its commit id.
     fn answer_entry(&self, e: &mut IoVecs, req: &mut Vec<u8>, handler: &dyn Handler) -> u64 {
-        let mut bufs = e.bufs();
-        let [hdr, payload] = bufs.as_mut_slice() else {
+        let Some((hdr, payload)) = e.pair() else {
             return 0;
         };
         let (in_out, rest) = hdr.split_at_mut(IN_OUT);

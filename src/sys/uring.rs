@@ -296,17 +296,23 @@ impl IoVecs {
         Ok(IoVecs { bufs, iov })
     }
 
-    /// The buffers, to read what the kernel wrote and write what it will read. Only while the kernel does not hold
+    /// The first two buffers, to read what the kernel wrote and write what it will read
+    /// (None with fewer). Only while the kernel does not hold
     /// the command (after its completion, before it is submitted again): `&mut self`
     /// keeps our side to one user at a time.
-    pub fn bufs(&mut self) -> Vec<&mut [u8]> {
-        self.bufs
-            .iter()
-            // SAFETY: each our own mapping of m.len bytes, disjoint from the others; the
-            // kernel does not touch them while we hold the entry (see above), and
-            // &mut self makes these the only references.
-            .map(|m| unsafe { std::slice::from_raw_parts_mut(m.ptr.as_ptr(), m.len) })
-            .collect()
+    pub fn pair(&mut self) -> Option<(&mut [u8], &mut [u8])> {
+        let [a, b, ..] = self.bufs.as_slice() else {
+            return None;
+        };
+        // SAFETY: two of our own mappings, disjoint, of a.len and b.len bytes; the kernel
+        // does not touch them while we hold the entry (see above), and &mut self makes
+        // these the only references.
+        unsafe {
+            Some((
+                std::slice::from_raw_parts_mut(a.ptr.as_ptr(), a.len),
+                std::slice::from_raw_parts_mut(b.ptr.as_ptr(), b.len),
+            ))
+        }
     }
 }
 
